@@ -2,6 +2,7 @@
 
 import os
 import shutil
+from pathlib import Path
 
 from setuptools import find_packages, setup
 from setuptools.command.build_py import build_py
@@ -55,7 +56,7 @@ setup(
     name="diffusers-spatial",
     version="0.1.0.dev0",
     description="Spatially precise text-to-image generation for diffusers: ESPLoRA, TORE and geometric spatial metrics.",
-    long_description=open("README.md", encoding="utf-8").read(),
+    long_description=Path("README.md").read_text(encoding="utf-8"),
     long_description_content_type="text/markdown",
     license="Apache-2.0",
     package_dir={"": "src"},

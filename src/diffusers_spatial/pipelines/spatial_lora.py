@@ -1,0 +1,825 @@
+"""`SpatialLoRAPipeline`: a Stable Diffusion 1.x / 2.x or SDXL pipeline with a spatial LoRA fused in and TORE.
+
+Design: one family class per base architecture, each a thin subclass of the diffusers pipeline it extends
+(`SpatialLoRAStableDiffusionPipeline(StableDiffusionPipeline)`, `SpatialLoRAStableDiffusionXLPipeline(
+StableDiffusionXLPipeline)`), behind one entry point, `SpatialLoRAPipeline.from_pretrained`, which reads the base's
+`model_index.json` and dispatches. Subclassing (rather than wrapping) keeps every diffusers feature working
+unchanged: all `__call__` arguments, schedulers, offloading, `load_lora_weights`, callbacks, `to()`. Every family
+class is also an instance of `SpatialLoRAPipeline`.
+
+The LoRA is fused into the weights by default (`fuse_lora`), so an image costs what the base model costs. The LoRA
+is checked against the base (every layer's name and shape) BEFORE anything is loaded, and refused with a message
+naming both when it was made for another architecture or layout.
+
+Saved folders are plain diffusers folders: `model_index.json` names the diffusers base class and holds the base
+weights (without the LoRA), `pytorch_lora_weights.safetensors` holds the LoRA (so `load_lora_weights(folder)`
+works), plus `tore_config.json`, `spatial_lora_config.json` (what `SpatialLoRAPipeline.from_pretrained` restores)
+and a model card.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import re
+import tempfile
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, fields
+from typing import Any
+
+import torch
+from diffusers import DiffusionPipeline, StableDiffusionPipeline, StableDiffusionXLPipeline
+from diffusers.utils import (
+    convert_state_dict_to_peft,
+    convert_unet_state_dict_to_peft,
+    logging,
+    replace_example_docstring,
+)
+
+from ..tore import Tore
+from ..tore.core import TORE_CONFIG_NAME
+from ..tore.hook import ToreHook, prompt_argument, record_prompts
+
+logger = logging.get_logger(__name__)
+
+__all__ = [
+    "LORA_WEIGHT_NAME",
+    "SPATIAL_ADAPTER_NAME",
+    "SPATIAL_LORA_CONFIG_NAME",
+    "LoRAMismatchError",
+    "SpatialLoRAConfig",
+    "SpatialLoRAPipeline",
+    "SpatialLoRAStableDiffusionPipeline",
+    "SpatialLoRAStableDiffusionXLPipeline",
+    "check_lora_fits",
+    "read_lora",
+]
+
+LORA_WEIGHT_NAME = "pytorch_lora_weights.safetensors"
+SPATIAL_LORA_CONFIG_NAME = "spatial_lora_config.json"
+SPATIAL_ADAPTER_NAME = "spatial"
+_HUB_KWARGS = ("cache_dir", "force_download", "proxies", "local_files_only", "token", "revision")
+
+EXAMPLE_DOC_STRING = """
+    Examples:
+        ```py
+        >>> import torch
+        >>> from diffusers_spatial.pipelines import SpatialLoRAPipeline
+
+        >>> pipe = SpatialLoRAPipeline.from_pretrained(  # doctest: +SKIP
+        ...     "stable-diffusion-v1-5/stable-diffusion-v1-5",
+        ...     spatial_lora="diffusers-spatial/esplora-sd15",  # a LoRA file, folder or Hub repo
+        ...     tore="diffusers-spatial/esplora-sd15",  # a Tore, or a folder / repo with tore_config.json
+        ...     torch_dtype=torch.float16,
+        ... ).to("cuda")
+        >>> out = pipe("a photo of a cat to the left of a dog", generator=torch.manual_seed(0))  # doctest: +SKIP
+        >>> out.prompts_used  # what TORE asked the model for  # doctest: +SKIP
+        ['a photo of a dog to the right of a cat']
+        >>> out.images[0].save("cat_left_of_dog.png")  # doctest: +SKIP
+        ```
+"""
+
+
+class LoRAMismatchError(ValueError):
+    """A LoRA that does not fit the base pipeline (another architecture, or another layer / rank layout)."""
+
+
+@dataclass
+class SpatialLoRAConfig:
+    """What a saved `SpatialLoRAPipeline` folder records besides the diffusers components (`spatial_lora_config.json`).
+
+    Args:
+        base_pipeline_class: the diffusers class of the base ("StableDiffusionPipeline", "StableDiffusionXLPipeline").
+        base_model: where the base came from (Hub id or path), for the model card.
+        lora_weight_name: the LoRA file in the folder, or None when the pipeline has no LoRA.
+        lora_source: where the LoRA originally came from (informational).
+        lora_scale: the LoRA scale.
+        fuse: whether the LoRA is fused into the weights on loading.
+        tore_mode: "rewrite" or "layout" (see `diffusers_spatial.tore.ToreHook`).
+        tore_cutoff_step_ratio, tore_cutoff_step_index: the "layout" mode's switch point.
+    """
+
+    base_pipeline_class: str
+    base_model: str | None = None
+    lora_weight_name: str | None = None
+    lora_source: str | None = None
+    lora_scale: float = 1.0
+    fuse: bool = True
+    tore_mode: str = "rewrite"
+    tore_cutoff_step_ratio: float | None = None
+    tore_cutoff_step_index: int | None = None
+
+    def __post_init__(self):
+        self.lora_scale = _check_scale(self.lora_scale)
+        if self.tore_mode not in ("rewrite", "layout"):
+            raise ValueError(f"tore_mode must be 'rewrite' or 'layout', got {self.tore_mode!r}")
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> SpatialLoRAConfig:
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in known})
+
+    def to_json_file(self, path: str | os.PathLike) -> None:
+        from .. import __version__
+
+        with open(path, "w", encoding="utf-8") as f:
+            json.dump({"_diffusers_spatial_version": __version__, **asdict(self)}, f, indent=2, sort_keys=True)
+            f.write("\n")
+
+
+def _check_scale(scale: Any) -> float:
+    if isinstance(scale, bool) or not isinstance(scale, (int, float)) or not math.isfinite(scale):
+        raise ValueError(f"lora_scale must be a finite number, got {scale!r}")
+    return float(scale)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Reading and checking a LoRA
+# ----------------------------------------------------------------------------------------------------------------
+
+
+def read_lora(
+    source: str | os.PathLike | Mapping[str, torch.Tensor], weight_name: str | None = None, **hub_kwargs
+) -> tuple[dict[str, torch.Tensor], dict[str, str] | None, str | None]:
+    """Read a LoRA's raw tensors without loading it into anything.
+
+    Args:
+        source: a `.safetensors` file, a folder holding one (`weight_name`, else `pytorch_lora_weights.safetensors`,
+            else its only `.safetensors` file), a Hub repo id (same rule), or an in-memory state dict.
+        weight_name: the file name inside a folder / repo.
+        hub_kwargs: `cache_dir`, `revision`, `token`, `local_files_only`, ... for Hub downloads.
+
+    Returns:
+        `(tensors, safetensors_metadata, local_file)`: `local_file` is None for an in-memory state dict.
+
+    Raises:
+        ValueError: for pickle formats (.bin / .pt / .ckpt: only safetensors are loaded), a folder without a
+            single LoRA file, or a file that is not safetensors.
+    """
+    from safetensors import SafetensorError, safe_open
+    from safetensors.torch import load_file
+
+    if isinstance(source, Mapping):
+        tensors = dict(source)
+        bad = [k for k, v in tensors.items() if not isinstance(v, torch.Tensor)]
+        if bad:
+            raise TypeError(f"LoRA state dict values must be tensors; {bad[:3]} are not")
+        return tensors, None, None
+    if not isinstance(source, (str, os.PathLike)):
+        raise TypeError(f"spatial_lora must be a path, a Hub repo id or a state dict, got {type(source).__name__}")
+    path = os.fspath(source)
+    if os.path.isdir(path):
+        if weight_name is None:
+            candidates = sorted(f for f in os.listdir(path) if f.endswith(".safetensors"))
+            if LORA_WEIGHT_NAME in candidates:
+                weight_name = LORA_WEIGHT_NAME
+            elif len(candidates) == 1:
+                weight_name = candidates[0]
+            else:
+                raise ValueError(
+                    f"LoRA folder {path!r} holds {len(candidates)} .safetensors files {candidates}; "
+                    "pass weight_name= to choose one"
+                )
+        path = os.path.join(path, weight_name)
+    elif not os.path.exists(path):
+        path = _download_lora(path, weight_name, **hub_kwargs)
+    if not path.endswith(".safetensors"):
+        raise ValueError(f"LoRA file {path!r} is not a .safetensors file; only safetensors weights are loaded")
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"LoRA file {path!r} does not exist")
+    try:
+        tensors = load_file(path, device="cpu")
+        with safe_open(path, framework="pt") as f:
+            metadata = f.metadata()
+    except SafetensorError as err:
+        raise ValueError(f"LoRA file {path!r} is not a readable safetensors file: {err}") from err
+    return tensors, metadata, path
+
+
+def _download_lora(repo_id: str, weight_name: str | None, **hub_kwargs) -> str:
+    from huggingface_hub import hf_hub_download, list_repo_files
+    from huggingface_hub.utils import EntryNotFoundError
+
+    kwargs = {k: v for k, v in hub_kwargs.items() if k in _HUB_KWARGS and k != "proxies"}
+    try:
+        return hf_hub_download(repo_id, weight_name or LORA_WEIGHT_NAME, **kwargs)
+    except EntryNotFoundError:
+        if weight_name is not None:
+            raise
+    files = list_repo_files(repo_id, revision=kwargs.get("revision"), token=kwargs.get("token"))
+    files = [f for f in files if f.endswith(".safetensors") and "/" not in f]
+    if len(files) != 1:
+        raise ValueError(
+            f"Hub repo {repo_id!r} holds {len(files)} top-level .safetensors files {files}; pass weight_name="
+        )
+    return hf_hub_download(repo_id, files[0], **kwargs)
+
+
+_LORA_KEY = re.compile(r"^(?P<module>.+?)\.(?P<kind>lora_A|lora_B|lora_magnitude_vector)(?:\.[^.]+)*$")
+_FAMILY_BY_CROSS_ATTENTION = {768: "SD 1.x", 1024: "SD 2.x", 2048: "SDXL"}
+
+
+def _layer_dims(module: torch.nn.Module) -> tuple[int, int] | None:
+    module = getattr(module, "base_layer", module)  # already wrapped by peft
+    if isinstance(module, torch.nn.Linear):
+        return module.in_features, module.out_features
+    if isinstance(module, torch.nn.Conv2d):
+        return module.in_channels, module.out_channels
+    return None
+
+
+def _find_module(model: torch.nn.Module, path: str) -> torch.nn.Module | None:
+    # transformers 5 flattened CLIPTextModel (no `text_model.`); LoRAs of both eras name the same layers.
+    candidates = [path, path.removeprefix("text_model."), f"text_model.{path}"]
+    for candidate in dict.fromkeys(candidates):
+        try:
+            return model.get_submodule(candidate)
+        except AttributeError:
+            continue
+    return None
+
+
+def _describe_base(pipe) -> str:
+    unet = pipe.unet.config
+    family = "SDXL" if getattr(unet, "addition_embed_type", None) == "text_time" else "SD 1.x/2.x"
+    config = getattr(pipe, "_spatial_config", None)
+    where = f"{config.base_model!r} " if config is not None and config.base_model else ""
+    cls = getattr(pipe, "_base_pipeline_class", type(pipe)).__name__
+    return (
+        f"{where}({cls}, {family}; UNet cross_attention_dim={unet.cross_attention_dim}, "
+        f"block_out_channels={list(unet.block_out_channels)})"
+    )
+
+
+def _describe_lora(state_dict: Mapping[str, torch.Tensor]) -> str:
+    prefixes = sorted({k.split(".", 1)[0] for k in state_dict})
+    width = None
+    for key, value in state_dict.items():
+        if ".attn2.to_k." in key and ("lora_A" in key or "lora.down" in key or "lora_linear_layer.down" in key):
+            width = int(value.shape[1])
+            break
+    parts = [f"components {prefixes}"]
+    if width is not None:
+        family = _FAMILY_BY_CROSS_ATTENTION.get(width)
+        parts.append(f"cross-attention width {width}" + (f", i.e. {family}" if family else ""))
+    if "text_encoder_2" in prefixes:
+        parts.append("two text encoders (SDXL-style)")
+    if "transformer" in prefixes:
+        parts.append("a transformer denoiser (SD3 / Flux-style)")
+    return "; ".join(parts)
+
+
+def check_lora_fits(pipe, state_dict: Mapping[str, torch.Tensor], lora_name: str = "LoRA") -> int:
+    """Check every layer of a diffusers-format LoRA state dict against `pipe`'s modules, before loading it.
+
+    Each key must name a LoRA-loadable component of `pipe` (`unet`, `text_encoder`, `text_encoder_2`) and a Linear /
+    Conv2d layer in it; `lora_A` must take that layer's input width, `lora_B` give its output width, and both halves
+    of a layer must share one rank.
+
+    Returns:
+        The number of LoRA layers checked.
+
+    Raises:
+        LoRAMismatchError: naming the LoRA, the base, up to five offending layers and what the LoRA looks made for.
+    """
+    components = {
+        name: getattr(pipe, name)
+        for name in getattr(pipe, "_lora_loadable_modules", ("unet", "text_encoder"))
+        if getattr(pipe, name, None) is not None
+    }
+    problems: list[str] = []
+    by_component: dict[str, dict[str, torch.Tensor]] = {}
+    for key, value in state_dict.items():
+        prefix, _, rest = key.partition(".")
+        if prefix not in components:
+            problems.append(f"{key}: {type(pipe).__name__} has no LoRA-loadable component {prefix!r}")
+            continue
+        by_component.setdefault(prefix, {})[rest] = value
+
+    layers = 0
+    for name, sub in by_component.items():
+        peft_keys = convert_unet_state_dict_to_peft(sub) if name == "unet" else convert_state_dict_to_peft(sub)
+        halves: dict[str, dict[str, torch.Tensor]] = {}
+        for key, value in peft_keys.items():
+            match = _LORA_KEY.match(key)
+            if match is None:
+                problems.append(f"{name}.{key}: not a LoRA weight name")
+                continue
+            halves.setdefault(match["module"], {})[match["kind"] + key[match.end("kind") :]] = value
+        for module_path, weights in halves.items():
+            layers += 1
+            where = f"{name}.{module_path}"
+            module = _find_module(components[name], module_path)
+            dims = None if module is None else _layer_dims(module)
+            if dims is None:
+                problems.append(f"{where}: no such Linear/Conv2d layer in the base's {name}")
+                continue
+            in_dim, out_dim = dims
+            down, up = weights.get("lora_A.weight"), weights.get("lora_B.weight")
+            if down is None or up is None:
+                problems.append(f"{where}: has {'lora_B' if down is None else 'lora_A'} without its other half")
+                continue
+            if down.ndim < 2 or up.ndim < 2:
+                problems.append(
+                    f"{where}: LoRA weights must be matrices, got shapes {list(down.shape)}, {list(up.shape)}"
+                )
+                continue
+            if down.shape[1] != in_dim:
+                problems.append(f"{where}: LoRA expects input width {down.shape[1]}, the base layer has {in_dim}")
+            if up.shape[0] != out_dim:
+                problems.append(f"{where}: LoRA gives output width {up.shape[0]}, the base layer has {out_dim}")
+            if down.shape[0] != up.shape[1]:
+                problems.append(f"{where}: rank layout differs: lora_A has rank {down.shape[0]}, lora_B {up.shape[1]}")
+    if not problems and layers == 0:
+        problems.append("it holds no LoRA layers")
+    if problems:
+        shown = "\n  ".join(problems[:5]) + (f"\n  ... and {len(problems) - 5} more" if len(problems) > 5 else "")
+        raise LoRAMismatchError(
+            f"{lora_name} does not fit the base {_describe_base(pipe)}: {len(problems)} problem(s) in {layers} "
+            f"LoRA layer(s):\n  {shown}\nThe LoRA looks made for: {_describe_lora(state_dict)}."
+        )
+    return layers
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# The pipelines
+# ----------------------------------------------------------------------------------------------------------------
+
+
+def _read_json(base: str | os.PathLike, filename: str, hub_kwargs: dict[str, Any]) -> dict[str, Any] | None:
+    """A JSON file from a local folder or Hub repo, or None when the folder / repo has no such file."""
+    path = os.path.join(os.fspath(base), filename)
+    if os.path.isdir(os.fspath(base)):
+        if not os.path.isfile(path):
+            return None
+    else:
+        from huggingface_hub import hf_hub_download
+        from huggingface_hub.utils import EntryNotFoundError
+
+        try:
+            kwargs = {k: v for k, v in hub_kwargs.items() if k in _HUB_KWARGS and k != "proxies"}
+            path = hf_hub_download(os.fspath(base), filename, **kwargs)
+        except EntryNotFoundError:
+            return None
+    with open(path, encoding="utf-8") as f:
+        return json.load(f)
+
+
+class SpatialLoRAPipeline:
+    r"""A diffusers text-to-image pipeline with a spatial LoRA fused in and TORE prompt rewriting.
+
+    `SpatialLoRAPipeline.from_pretrained(base, ...)` returns a `SpatialLoRAStableDiffusionPipeline` (SD 1.x / 2.x
+    bases) or a `SpatialLoRAStableDiffusionXLPipeline` (SDXL bases): diffusers pipelines in every respect, plus
+    the methods below. Outputs carry `prompts_used` (one prompt per batch entry, as the model was asked) and
+    `tore_decisions`.
+    """
+
+    _spatial_config: SpatialLoRAConfig | None = None
+    _spatial_lora_tensors: dict[str, torch.Tensor] | None = None
+    _spatial_lora_metadata: dict[str, str] | None = None
+    _tore: Tore | None = None
+    _tore_hook: ToreHook | None = None
+    last_prompts_used: list[str] | None = None
+
+    # -- loading -------------------------------------------------------------------------------------------------
+
+    @classmethod
+    def from_pretrained(
+        cls,
+        base: str | os.PathLike,
+        spatial_lora: str | os.PathLike | Mapping[str, torch.Tensor] | bool | None = None,
+        lora_scale: float | None = None,
+        tore: Tore | str | os.PathLike | bool | None = None,
+        fuse: bool | None = None,
+        *,
+        weight_name: str | None = None,
+        tore_mode: str | None = None,
+        **diffusers_kwargs,
+    ):
+        r"""Load a base pipeline, its spatial LoRA and TORE.
+
+        Args:
+            base: Hub id or local folder of a Stable Diffusion 1.x / 2.x or SDXL pipeline (or a folder saved by
+                `SpatialLoRAPipeline.save_pretrained`, which restores its LoRA, scale and TORE).
+            spatial_lora: a diffusers-format LoRA (a `.safetensors` file, a folder, a Hub repo, or a state dict;
+                kohya-style LoRAs that diffusers' `load_lora_weights` reads are accepted). None: the saved
+                folder's own LoRA, if any; False: none.
+            lora_scale: LoRA strength (default: the saved value, else 1.0).
+            tore: a `Tore`, or a folder / Hub repo / JSON file with `tore_config.json`. None: the saved folder's
+                own, if any; False: no TORE.
+            fuse: fuse the LoRA into the weights (default True: no per-image cost).
+            weight_name: the LoRA file's name inside `spatial_lora` when it is a folder or repo.
+            tore_mode: "rewrite" (default) or "layout" (sampling-time TORE, see `ToreLayoutCallback`).
+            diffusers_kwargs: passed to the diffusers `from_pretrained` (`torch_dtype`, `variant`, `revision`,
+                `cache_dir`, `token`, `local_files_only`, ...).
+
+        Raises:
+            ValueError: for a base that is not SD 1.x / 2.x / SDXL, naming its class.
+            LoRAMismatchError: for a LoRA that does not fit the base, before anything is loaded into it.
+        """
+        hub_kwargs = {k: v for k, v in diffusers_kwargs.items() if k in _HUB_KWARGS}
+        index = DiffusionPipeline.load_config(base, **hub_kwargs)
+        saved = _read_json(base, SPATIAL_LORA_CONFIG_NAME, hub_kwargs)
+        saved = SpatialLoRAConfig.from_dict(saved) if saved is not None else None
+        family = _family_for(index.get("_class_name"), saved, base)
+        if cls is not SpatialLoRAPipeline and not issubclass(family, cls):
+            raise ValueError(
+                f"{base!s} is a {family._base_pipeline_class.__name__} base; {cls.__name__} cannot load it"
+            )
+
+        pipe = super(SpatialLoRAPipeline, family).from_pretrained(base, **diffusers_kwargs)
+        config = saved or SpatialLoRAConfig(base_pipeline_class=family._base_pipeline_class.__name__)
+        config.base_model = config.base_model if saved else os.fspath(base)
+        pipe._spatial_config = config
+
+        if spatial_lora is None and saved is not None and saved.lora_weight_name:
+            spatial_lora, weight_name = base, weight_name or saved.lora_weight_name
+        if spatial_lora is not None and spatial_lora is not False:
+            scale = config.lora_scale if lora_scale is None else lora_scale
+            pipe.load_spatial_lora(
+                spatial_lora,
+                lora_scale=scale,
+                fuse=config.fuse if fuse is None else fuse,
+                weight_name=weight_name,
+                **hub_kwargs,
+            )
+        if tore is None and saved is not None:
+            tore = _read_json(base, TORE_CONFIG_NAME, hub_kwargs) is not None and base
+        if tore:
+            pipe.set_tore(
+                tore,
+                mode=tore_mode or config.tore_mode,
+                cutoff_step_ratio=config.tore_cutoff_step_ratio,
+                cutoff_step_index=config.tore_cutoff_step_index,
+            )
+        return pipe
+
+    def load_spatial_lora(
+        self,
+        spatial_lora: str | os.PathLike | Mapping[str, torch.Tensor],
+        lora_scale: float = 1.0,
+        fuse: bool = True,
+        weight_name: str | None = None,
+        **hub_kwargs,
+    ) -> None:
+        """Check `spatial_lora` against this pipeline, then load it (adapter "spatial") and fuse it by default.
+
+        Raises:
+            LoRAMismatchError: when the LoRA does not fit (nothing has been loaded then).
+            ValueError: if a spatial LoRA is already loaded (call `unload_spatial_lora` first).
+        """
+        if self.has_spatial_lora:
+            raise ValueError("a spatial LoRA is already loaded; call unload_spatial_lora() first")
+        lora_scale = _check_scale(lora_scale)
+        tensors, metadata, local_file = read_lora(spatial_lora, weight_name, **hub_kwargs)
+        name = f"LoRA {local_file or 'state dict'!r}"
+        try:
+            converted, _ = type(self).lora_state_dict(dict(tensors), unet_config=self.unet.config)
+        except (ValueError, KeyError) as err:
+            raise LoRAMismatchError(f"{name} cannot be read as a LoRA for {_describe_base(self)}: {err}") from err
+        check_lora_fits(self, converted, name)
+
+        # Load from the file when there is one: diffusers then also reads the adapter metadata (alphas) it holds.
+        if local_file is not None:
+            self.load_lora_weights(
+                os.path.dirname(local_file),
+                weight_name=os.path.basename(local_file),
+                adapter_name=SPATIAL_ADAPTER_NAME,
+            )
+        else:
+            self.load_lora_weights(dict(tensors), adapter_name=SPATIAL_ADAPTER_NAME)
+        self._spatial_lora_tensors, self._spatial_lora_metadata = tensors, metadata
+        config = self._spatial_config or SpatialLoRAConfig(base_pipeline_class=self._base_pipeline_class.__name__)
+        config.lora_weight_name, config.lora_scale, config.fuse = LORA_WEIGHT_NAME, lora_scale, bool(fuse)
+        config.lora_source = os.fspath(spatial_lora) if isinstance(spatial_lora, (str, os.PathLike)) else "state dict"
+        self._spatial_config = config
+        self._apply_lora_state(enabled=True)
+
+    # -- LoRA controls -------------------------------------------------------------------------------------------
+
+    @property
+    def has_spatial_lora(self) -> bool:
+        return self._spatial_lora_tensors is not None
+
+    @property
+    def spatial_lora_scale(self) -> float | None:
+        return self._spatial_config.lora_scale if self.has_spatial_lora else None
+
+    @property
+    def spatial_lora_fused(self) -> bool:
+        return SPATIAL_ADAPTER_NAME in self.fused_loras
+
+    def _require_lora(self):
+        if not self.has_spatial_lora:
+            raise ValueError("this pipeline has no spatial LoRA; load one with load_spatial_lora(...)")
+
+    def _apply_lora_state(self, enabled: bool) -> None:
+        """Bring the weights to the configured state: unfused, then fused at the scale or scaled on the fly."""
+        if self.spatial_lora_fused:
+            self.unfuse_lora()
+        scale = self._spatial_config.lora_scale
+        if not enabled:
+            self.disable_lora()
+            return
+        self.enable_lora()
+        if self._spatial_config.fuse:
+            # Reset the adapter's own weight first: fuse_lora multiplies the current scaling by lora_scale.
+            self.set_adapters([SPATIAL_ADAPTER_NAME], [1.0])
+            self.fuse_lora(lora_scale=scale, adapter_names=[SPATIAL_ADAPTER_NAME])
+        else:
+            self.set_adapters([SPATIAL_ADAPTER_NAME], [scale])
+
+    def set_spatial_lora_scale(self, lora_scale: float) -> None:
+        """Change the LoRA strength (re-fusing when fused)."""
+        self._require_lora()
+        self._spatial_config.lora_scale = _check_scale(lora_scale)
+        self._apply_lora_state(enabled=True)
+
+    def fuse_spatial_lora(self) -> None:
+        """Fuse the LoRA into the weights (no per-image cost)."""
+        self._require_lora()
+        self._spatial_config.fuse = True
+        self._apply_lora_state(enabled=True)
+
+    def unfuse_spatial_lora(self) -> None:
+        """Keep the LoRA as separate layers (scale changes are then free, each image costs a little more)."""
+        self._require_lora()
+        self._spatial_config.fuse = False
+        self._apply_lora_state(enabled=True)
+
+    def disable_spatial_lora(self) -> None:
+        """Generate with the base weights only (the LoRA stays loaded)."""
+        self._require_lora()
+        self._apply_lora_state(enabled=False)
+
+    def enable_spatial_lora(self) -> None:
+        """Undo `disable_spatial_lora` (re-fusing if the LoRA was fused)."""
+        self._require_lora()
+        self._apply_lora_state(enabled=True)
+
+    def unload_spatial_lora(self) -> None:
+        """Remove the LoRA and restore the base weights."""
+        self._require_lora()
+        if self.spatial_lora_fused:
+            self.unfuse_lora()
+        self.delete_adapters(SPATIAL_ADAPTER_NAME)
+        self._spatial_lora_tensors = self._spatial_lora_metadata = None
+        self._spatial_config.lora_weight_name = self._spatial_config.lora_source = None
+
+    # -- TORE ----------------------------------------------------------------------------------------------------
+
+    @property
+    def tore(self) -> Tore | None:
+        return self._tore
+
+    def set_tore(
+        self,
+        tore: Tore | str | os.PathLike | None,
+        mode: str = "rewrite",
+        cutoff_step_ratio: float | None = None,
+        cutoff_step_index: int | None = None,
+    ) -> None:
+        """Use `tore` (a `Tore`, or a folder / repo / JSON file with its config) for every call; None turns TORE off."""
+        if tore is None:
+            self._tore, self._tore_hook = None, None
+            return
+        if not isinstance(tore, Tore):
+            tore = Tore.from_pretrained(tore)
+        self._tore_hook = ToreHook(tore, mode, cutoff_step_ratio, cutoff_step_index)
+        self._tore = tore
+        config = self._spatial_config or SpatialLoRAConfig(base_pipeline_class=self._base_pipeline_class.__name__)
+        config.tore_mode, config.tore_cutoff_step_ratio = mode, cutoff_step_ratio
+        config.tore_cutoff_step_index = cutoff_step_index
+        self._spatial_config = config
+
+    # -- generation ----------------------------------------------------------------------------------------------
+
+    @torch.no_grad()
+    @replace_example_docstring(EXAMPLE_DOC_STRING)
+    def __call__(self, *args, use_tore: bool = True, **kwargs):
+        r"""Generate images. Takes every argument of the base diffusers pipeline's `__call__`, plus:
+
+        Args:
+            use_tore (`bool`, defaults to `True`): rewrite the prompt with TORE (when the pipeline has one).
+
+        Returns:
+            The base pipeline's output, with `prompts_used` (the prompts the model was asked for, one per batch entry;
+            None when `prompt_embeds` were given) and `tore_decisions` (None without TORE). With
+            `return_dict=False` the tuple is returned and `pipe.last_prompts_used` holds the prompts.
+
+        Examples:
+        """
+        call = self._base_pipeline_class.__call__
+        # 1. TORE: choose, per prompt, the variant the model renders best (or keep the prompt as written).
+        hook = self._tore_hook if use_tore else None
+        if hook is not None:
+            args, kwargs = hook.pre_call(self, args, kwargs, call=call)
+            prompts_used, decisions = hook.last_prompts_used, hook.last_decisions
+        else:
+            prompt = prompt_argument(call, args, kwargs)
+            prompts_used, decisions = (
+                None if prompt is None else ([prompt] if isinstance(prompt, str) else list(prompt)),
+                None,
+            )
+        self.last_prompts_used = prompts_used
+        # 2. The base pipeline, whose weights already hold the fused LoRA: nothing extra per denoising step.
+        output = call(self, *args, **kwargs)
+        # 3. Say what was generated.
+        return record_prompts(output, prompts_used, decisions)
+
+    # -- saving --------------------------------------------------------------------------------------------------
+
+    def save_pretrained(
+        self,
+        save_directory: str | os.PathLike,
+        safe_serialization: bool = True,
+        variant: str | None = None,
+        push_to_hub: bool = False,
+        **kwargs,
+    ):
+        """Save a folder that `SpatialLoRAPipeline.from_pretrained` restores and plain diffusers can use.
+
+        Written: the diffusers components of the base WITHOUT the LoRA (fused weights are unfused while saving),
+        `model_index.json` naming the diffusers base class (so `StableDiffusionPipeline.from_pretrained(folder)` and
+        `DiffusionPipeline.from_pretrained(folder)` work), `pytorch_lora_weights.safetensors` (so
+        `load_lora_weights(folder)` works), `tore_config.json`, `spatial_lora_config.json` and a model card
+        (`README.md`). With `push_to_hub=True` the folder is also uploaded (`repo_id=` etc. as in diffusers).
+        """
+        if not safe_serialization:
+            raise ValueError("SpatialLoRAPipeline saves safetensors only (safe_serialization=False is not supported)")
+        os.makedirs(save_directory, exist_ok=True)
+        had_lora = self.has_spatial_lora
+        enabled = had_lora and not self._lora_disabled()
+        if had_lora:
+            # diffusers would write peft-wrapped layers (and adapter-only text encoders): save the bare base.
+            if self.spatial_lora_fused:
+                self.unfuse_lora()
+            self.unload_lora_weights()
+        try:
+            DiffusionPipeline.save_pretrained(self, save_directory, safe_serialization=True, variant=variant)
+        finally:
+            if had_lora:
+                self._write_lora(save_directory)
+                self.load_lora_weights(save_directory, weight_name=LORA_WEIGHT_NAME, adapter_name=SPATIAL_ADAPTER_NAME)
+                self._apply_lora_state(enabled=enabled)
+        self._write_extras(save_directory)
+        if push_to_hub:
+            self._upload(save_directory, **kwargs)
+
+    def _lora_disabled(self) -> bool:
+        from peft.tuners.tuners_utils import BaseTunerLayer
+
+        for module in self.unet.modules():
+            if isinstance(module, BaseTunerLayer) and SPATIAL_ADAPTER_NAME in module.lora_A:
+                return module.disable_adapters
+        return False
+
+    def _write_lora(self, save_directory: str | os.PathLike) -> None:
+        from safetensors.torch import save_file
+
+        metadata = dict(self._spatial_lora_metadata or {"format": "pt"})
+        tensors = {k: v.contiguous() for k, v in self._spatial_lora_tensors.items()}
+        save_file(tensors, os.path.join(save_directory, LORA_WEIGHT_NAME), metadata=metadata)
+
+    def _write_extras(self, save_directory: str | os.PathLike) -> None:
+        index_path = os.path.join(save_directory, "model_index.json")
+        with open(index_path, encoding="utf-8") as f:
+            index = json.load(f)
+        index["_class_name"] = self._base_pipeline_class.__name__  # plain diffusers must be able to open it
+        with open(index_path, "w", encoding="utf-8") as f:
+            json.dump(index, f, indent=2, sort_keys=True)
+            f.write("\n")
+        config = self._spatial_config or SpatialLoRAConfig(base_pipeline_class=self._base_pipeline_class.__name__)
+        config.base_pipeline_class = self._base_pipeline_class.__name__
+        config.lora_weight_name = LORA_WEIGHT_NAME if self.has_spatial_lora else None
+        config.to_json_file(os.path.join(save_directory, SPATIAL_LORA_CONFIG_NAME))
+        tore_path = os.path.join(save_directory, TORE_CONFIG_NAME)
+        if self._tore is not None:
+            self._tore.save_pretrained(save_directory)
+        elif os.path.exists(tore_path):
+            os.remove(tore_path)  # a stale TORE from an earlier save would come back on loading
+        if not self.has_spatial_lora and os.path.exists(os.path.join(save_directory, LORA_WEIGHT_NAME)):
+            os.remove(os.path.join(save_directory, LORA_WEIGHT_NAME))
+        self.model_card().save(os.path.join(save_directory, "README.md"))
+
+    def model_card(self, repo_id: str | None = None):
+        """A Hub model card (`huggingface_hub.ModelCard`) describing the base, the LoRA and TORE."""
+        from huggingface_hub import ModelCard, ModelCardData
+
+        config = self._spatial_config or SpatialLoRAConfig(base_pipeline_class=self._base_pipeline_class.__name__)
+        base = config.base_model
+        is_hub_id = bool(base) and not os.path.exists(base) and re.fullmatch(r"[\w.-]+/[\w.-]+", base) is not None
+        family = "stable-diffusion-xl" if isinstance(self, StableDiffusionXLPipeline) else "stable-diffusion"
+        data = ModelCardData(
+            library_name="diffusers",
+            pipeline_tag="text-to-image",
+            base_model=base if is_hub_id else None,
+            tags=["diffusers", "diffusers-spatial", "text-to-image", "lora", "spatial", "esplora", "tore", family],
+        )
+        name = repo_id or "this folder"
+        lines = [
+            f"# Spatial LoRA pipeline ({self._base_pipeline_class.__name__})",
+            "",
+            f"Base model: `{base}`. " if base else "",
+            "A spatial LoRA (ESPLoRA) that makes the model place objects where the prompt says, fused into the "
+            f"weights at scale {config.lora_scale:g} (no extra cost per image)"
+            if self.has_spatial_lora
+            else "No spatial LoRA.",
+            "",
+            "## Use with diffusers-spatial",
+            "",
+            "```py",
+            "from diffusers_spatial.pipelines import SpatialLoRAPipeline",
+            "",
+            f'pipe = SpatialLoRAPipeline.from_pretrained("{name}")',
+            'out = pipe("a photo of a cat to the left of a dog")',
+            "print(out.prompts_used)  # the prompts TORE asked the model for",
+            "```",
+            "",
+            "## Use with plain diffusers",
+            "",
+            "```py",
+            "from diffusers import DiffusionPipeline",
+            "",
+            f'pipe = DiffusionPipeline.from_pretrained("{name}")',
+        ]
+        if self.has_spatial_lora:
+            lines += [f'pipe.load_lora_weights("{name}")', f"pipe.fuse_lora(lora_scale={config.lora_scale:g})"]
+        lines += ["```", ""]
+        if self._tore is not None:
+            rates = ", ".join(f"{r} {v:.2f}" for r, v in sorted(self._tore.success_rates.items()))
+            lines += [
+                "## TORE",
+                "",
+                f"Prompts are rewritten to the variant this model renders best (tau {self._tore.tau:g}, min_count "
+                f"{self._tore.min_count}, mode {config.tore_mode!r}). Relation success rates: {rates}; "
+                f"{len(self._tore.config.triplet_rates)} per-triplet rates. See `tore_config.json`.",
+                "",
+            ]
+        content = f"---\n{data.to_yaml()}\n---\n\n" + "\n".join(line for line in lines) + "\n"
+        return ModelCard(content)
+
+    def push_to_hub(
+        self,
+        repo_id: str,
+        commit_message: str | None = None,
+        private: bool | None = None,
+        token: str | None = None,
+        create_pr: bool = False,
+        **kwargs,
+    ):
+        """Save the pipeline (with its model card) into a temporary folder and upload it to `repo_id`."""
+        with tempfile.TemporaryDirectory() as tmp:
+            self.save_pretrained(tmp)
+            self.model_card(repo_id).save(os.path.join(tmp, "README.md"))
+            return self._upload(
+                tmp, repo_id=repo_id, commit_message=commit_message, private=private, token=token, create_pr=create_pr
+            )
+
+    def _upload(
+        self, folder, repo_id: str | None = None, commit_message=None, private=None, token=None, create_pr=False, **_
+    ):
+        from huggingface_hub import create_repo, upload_folder
+
+        if repo_id is None:
+            raise ValueError("push_to_hub needs repo_id='<user>/<name>'")
+        repo_id = create_repo(repo_id, private=private, token=token, exist_ok=True).repo_id
+        return upload_folder(
+            repo_id=repo_id,
+            folder_path=os.fspath(folder),
+            commit_message=commit_message or "Upload SpatialLoRAPipeline",
+            token=token,
+            create_pr=create_pr,
+        )
+
+
+class SpatialLoRAStableDiffusionPipeline(SpatialLoRAPipeline, StableDiffusionPipeline):
+    """`SpatialLoRAPipeline` for Stable Diffusion 1.x / 2.x bases (a `StableDiffusionPipeline`)."""
+
+    _base_pipeline_class = StableDiffusionPipeline
+
+
+class SpatialLoRAStableDiffusionXLPipeline(SpatialLoRAPipeline, StableDiffusionXLPipeline):
+    """`SpatialLoRAPipeline` for Stable Diffusion XL bases (a `StableDiffusionXLPipeline`)."""
+
+    _base_pipeline_class = StableDiffusionXLPipeline
+
+
+_FAMILIES: dict[str, type] = {
+    "StableDiffusionPipeline": SpatialLoRAStableDiffusionPipeline,
+    "SpatialLoRAStableDiffusionPipeline": SpatialLoRAStableDiffusionPipeline,
+    "StableDiffusionXLPipeline": SpatialLoRAStableDiffusionXLPipeline,
+    "SpatialLoRAStableDiffusionXLPipeline": SpatialLoRAStableDiffusionXLPipeline,
+}
+
+
+def _family_for(class_name: str | None, saved: SpatialLoRAConfig | None, base) -> type:
+    if saved is not None and saved.base_pipeline_class in _FAMILIES:
+        class_name = saved.base_pipeline_class
+    if class_name not in _FAMILIES:
+        raise ValueError(
+            f"SpatialLoRAPipeline supports Stable Diffusion 1.x/2.x (StableDiffusionPipeline) and SDXL "
+            f"(StableDiffusionXLPipeline) bases; {os.fspath(base)!r} is a {class_name!r}"
+        )
+    return _FAMILIES[class_name]

@@ -1,0 +1,282 @@
+"""Tiny Stable Diffusion 1.x / 2.x and SDXL pipelines built from configs, fully offline.
+
+They have the real architectures (the same diffusers / transformers classes and the same `from_pretrained` /
+`save_pretrained` / `load_lora_weights` code paths as a real checkpoint) at a size where a 2-step 64 px inference
+takes a fraction of a second on a CPU. Tests, benchmarks and the offline demo use them.
+
+Examples:
+
+```py
+>>> from diffusers_spatial.utils import make_tiny_sd, make_tiny_lora
+>>> pipe = make_tiny_sd("tiny-sd")  # also saved as a diffusers folder (safetensors)
+>>> lora = make_tiny_lora(pipe, "tiny-lora", rank=4)  # writes tiny-lora/pytorch_lora_weights.safetensors
+>>> image = pipe("a dog to the left of a cat", num_inference_steps=2, height=64, width=64).images[0]
+>>> image.size
+(64, 64)
+
+```
+"""
+
+from __future__ import annotations
+
+import os
+
+import torch
+from diffusers import (
+    AutoencoderKL,
+    DDIMScheduler,
+    EulerDiscreteScheduler,
+    StableDiffusionPipeline,
+    StableDiffusionXLPipeline,
+    UNet2DConditionModel,
+)
+from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection, CLIPTokenizer
+
+__all__ = [
+    "TINY_LORA_TARGETS",
+    "make_tiny_lora",
+    "make_tiny_sd",
+    "make_tiny_sdxl",
+    "tiny_clip_tokenizer",
+]
+
+# The attention projections ESPLoRA (and most diffusers LoRA scripts) adapt.
+TINY_LORA_TARGETS = ("to_q", "to_k", "to_v", "to_out.0")
+_TEXT_ENCODER_LORA_TARGETS = ("q_proj", "k_proj", "v_proj", "out_proj")
+
+
+def _bytes_to_unicode() -> dict[int, str]:
+    # GPT-2 / CLIP byte-level alphabet: every byte maps to a printable unicode character.
+    printable = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1))
+    printable += list(range(ord("®"), ord("ÿ") + 1))
+    codes = printable[:]
+    extra = 0
+    for byte in range(256):
+        if byte not in printable:
+            printable.append(byte)
+            codes.append(256 + extra)
+            extra += 1
+    return dict(zip(printable, (chr(c) for c in codes)))
+
+
+def tiny_clip_tokenizer(model_max_length: int = 77) -> CLIPTokenizer:
+    """A byte-level CLIP tokenizer with no merges (one token per character), built in memory.
+
+    The layout mirrors the real CLIP vocabulary: 256 byte symbols, their end-of-word forms, then
+    `<|startoftext|>` and `<|endoftext|>` as the two largest ids (so text encoders pooling at the argmax id pool at
+    the end-of-text token, as with real CLIP). Any text tokenizes; nothing is downloaded.
+    """
+    symbols = list(_bytes_to_unicode().values())
+    vocab = {s: i for i, s in enumerate(symbols)}
+    vocab.update({s + "</w>": i + len(symbols) for i, s in enumerate(symbols)})
+    vocab["<|startoftext|>"] = len(vocab)
+    vocab["<|endoftext|>"] = len(vocab)
+    return CLIPTokenizer(vocab=vocab, merges=[], model_max_length=model_max_length)
+
+
+def _text_config(tokenizer: CLIPTokenizer, hidden_size: int = 32, projection_dim: int | None = None) -> CLIPTextConfig:
+    kwargs = {"projection_dim": projection_dim} if projection_dim is not None else {}
+    return CLIPTextConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=hidden_size,
+        intermediate_size=37,
+        num_attention_heads=4,
+        num_hidden_layers=2,
+        max_position_embeddings=tokenizer.model_max_length,
+        layer_norm_eps=1e-5,
+        hidden_act="gelu",
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+        **kwargs,
+    )
+
+
+def _tiny_vae() -> AutoencoderKL:
+    return AutoencoderKL(
+        block_out_channels=(8, 16),
+        in_channels=3,
+        out_channels=3,
+        down_block_types=("DownEncoderBlock2D", "DownEncoderBlock2D"),
+        up_block_types=("UpDecoderBlock2D", "UpDecoderBlock2D"),
+        latent_channels=4,
+        norm_num_groups=2,
+        sample_size=64,
+    )
+
+
+def _save(pipe, path: str | os.PathLike | None):
+    if path is not None:
+        pipe.save_pretrained(os.fspath(path), safe_serialization=True)
+    return pipe
+
+
+def make_tiny_sd(
+    path: str | os.PathLike | None = None, seed: int = 0, *, sd2: bool = False
+) -> StableDiffusionPipeline:
+    """Build a tiny Stable Diffusion 1.x pipeline (or 2.x with `sd2=True`) from configs.
+
+    Args:
+        path: if given, the pipeline is also saved there with `save_pretrained` (safetensors).
+        seed: seed of the random weights (same seed, same weights).
+        sd2: SD 2.x flavour: v-prediction scheduler, linear-projection transformer blocks, per-block head dims.
+
+    Returns:
+        A `StableDiffusionPipeline` (no safety checker) on the CPU in float32.
+    """
+    torch.manual_seed(seed)
+    unet = UNet2DConditionModel(
+        block_out_channels=(16, 32),
+        layers_per_block=1,
+        sample_size=32,
+        in_channels=4,
+        out_channels=4,
+        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
+        up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
+        cross_attention_dim=32,
+        attention_head_dim=(2, 4) if sd2 else 8,
+        use_linear_projection=sd2,
+        norm_num_groups=4,
+    )
+    torch.manual_seed(seed + 1)
+    vae = _tiny_vae()
+    torch.manual_seed(seed + 2)
+    tokenizer = tiny_clip_tokenizer()
+    text_encoder = CLIPTextModel(_text_config(tokenizer))
+    scheduler = DDIMScheduler(
+        beta_start=0.00085,
+        beta_end=0.012,
+        beta_schedule="scaled_linear",
+        clip_sample=False,
+        set_alpha_to_one=False,
+        steps_offset=1,
+        prediction_type="v_prediction" if sd2 else "epsilon",
+    )
+    pipe = StableDiffusionPipeline(
+        vae=vae,
+        text_encoder=text_encoder,
+        tokenizer=tokenizer,
+        unet=unet,
+        scheduler=scheduler,
+        safety_checker=None,
+        feature_extractor=None,
+        image_encoder=None,
+        requires_safety_checker=False,
+    )
+    pipe.set_progress_bar_config(disable=True)
+    return _save(pipe, path)
+
+
+def make_tiny_sdxl(path: str | os.PathLike | None = None, seed: int = 0) -> StableDiffusionXLPipeline:
+    """Build a tiny Stable Diffusion XL pipeline (two text encoders, text-time added conditioning) from configs.
+
+    Args:
+        path: if given, the pipeline is also saved there with `save_pretrained` (safetensors).
+        seed: seed of the random weights.
+
+    Returns:
+        A `StableDiffusionXLPipeline` on the CPU in float32.
+    """
+    torch.manual_seed(seed)
+    addition_time_embed_dim, projection_dim = 8, 32
+    unet = UNet2DConditionModel(
+        block_out_channels=(16, 32),
+        layers_per_block=1,
+        sample_size=32,
+        in_channels=4,
+        out_channels=4,
+        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
+        up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
+        attention_head_dim=(2, 4),
+        use_linear_projection=True,
+        addition_embed_type="text_time",
+        addition_time_embed_dim=addition_time_embed_dim,
+        transformer_layers_per_block=(1, 2),
+        # 6 micro-conditioning numbers (original size, crop, target size) + the pooled text embedding.
+        projection_class_embeddings_input_dim=6 * addition_time_embed_dim + projection_dim,
+        cross_attention_dim=64,  # the two text encoders' hidden states, concatenated
+        norm_num_groups=4,
+    )
+    torch.manual_seed(seed + 1)
+    vae = _tiny_vae()
+    torch.manual_seed(seed + 2)
+    tokenizer = tiny_clip_tokenizer()
+    text_encoder = CLIPTextModel(_text_config(tokenizer))
+    torch.manual_seed(seed + 3)
+    tokenizer_2 = tiny_clip_tokenizer()
+    text_encoder_2 = CLIPTextModelWithProjection(_text_config(tokenizer_2, projection_dim=projection_dim))
+    scheduler = EulerDiscreteScheduler(
+        beta_start=0.00085,
+        beta_end=0.012,
+        beta_schedule="scaled_linear",
+        steps_offset=1,
+        timestep_spacing="leading",
+    )
+    pipe = StableDiffusionXLPipeline(
+        vae=vae,
+        text_encoder=text_encoder,
+        text_encoder_2=text_encoder_2,
+        tokenizer=tokenizer,
+        tokenizer_2=tokenizer_2,
+        unet=unet,
+        scheduler=scheduler,
+        force_zeros_for_empty_prompt=True,
+    )
+    pipe.set_progress_bar_config(disable=True)
+    return _save(pipe, path)
+
+
+def make_tiny_lora(
+    pipe,
+    path: str | os.PathLike | None = None,
+    *,
+    rank: int = 4,
+    seed: int = 0,
+    text_encoder: bool = False,
+    target_modules: tuple[str, ...] = TINY_LORA_TARGETS,
+) -> dict[str, torch.Tensor]:
+    """Make a random (non-zero) LoRA for `pipe`'s UNet the way a training script does, without changing `pipe`.
+
+    The adapter is created with peft (`LoraConfig` + `add_adapter`), its weights randomised (peft's
+    `init_lora_weights=False`, so the LoRA really changes the output), read back with `get_peft_model_state_dict`
+    and converted to diffusers' key layout, then removed from the pipeline again.
+
+    Args:
+        pipe: a Stable Diffusion / SDXL pipeline (e.g. from `make_tiny_sd`).
+        path: if given, a folder where `pytorch_lora_weights.safetensors` is written with the pipeline class's
+            `save_lora_weights` (so `load_lora_weights(path)` reads it).
+        rank: LoRA rank `r` (alpha = rank, i.e. scale 1).
+        seed: seed of the random LoRA weights.
+        text_encoder: also adapt the (first) text encoder's attention projections.
+        target_modules: UNet module names to adapt.
+
+    Returns:
+        The diffusers-format state dict (`unet.` / `text_encoder.` prefixed keys).
+    """
+    from diffusers.utils import convert_state_dict_to_diffusers
+    from peft import LoraConfig
+    from peft.utils import get_peft_model_state_dict
+
+    def _extract(model, targets, name):
+        torch.manual_seed(seed)
+        config = LoraConfig(r=rank, lora_alpha=rank, init_lora_weights=False, target_modules=list(targets))
+        model.add_adapter(config, adapter_name=name)
+        try:
+            state = convert_state_dict_to_diffusers(get_peft_model_state_dict(model, adapter_name=name))
+            return {k: v.detach().clone().contiguous() for k, v in state.items()}
+        finally:
+            model.delete_adapters(name) if hasattr(model, "delete_adapters") else model.delete_adapter(name)
+
+    adapter = f"_tiny_lora_{seed}"
+    unet_layers = _extract(pipe.unet, target_modules, adapter)
+    text_layers = _extract(pipe.text_encoder, _TEXT_ENCODER_LORA_TARGETS, adapter) if text_encoder else None
+
+    state = {f"unet.{k}": v for k, v in unet_layers.items()}
+    if text_layers:
+        state.update({f"text_encoder.{k}": v for k, v in text_layers.items()})
+    if path is not None:
+        kwargs = {"unet_lora_layers": unet_layers}
+        if text_layers:
+            kwargs["text_encoder_lora_layers"] = text_layers
+        type(pipe).save_lora_weights(os.fspath(path), safe_serialization=True, **kwargs)
+    return state
