@@ -298,3 +298,17 @@ def test_from_pretrained_rejects_other_json(tmp_path):
     (tmp_path / "tore_config.json").write_text(json.dumps({"success_rates": {"left_of": 3}}))
     with pytest.raises(ValueError, match="got 3"):
         Tore.from_pretrained(tmp_path)
+
+
+def test_from_report_picks_the_named_protocol_of_a_metric_report():
+    def table(rate):
+        return {"version": 1, "relations": {"left_of": {"n": 10, "correct": int(rate * 10), "rate": rate}}}
+
+    report = {
+        "bias_table": table(0.2),
+        "protocols": {"esplora": {"bias_table": table(0.2)}, "visor": {"bias_table": table(0.7)}},
+    }
+    assert Tore.from_report(report).success_rates["left_of"] == 0.2
+    assert Tore.from_report(report, protocol="visor").success_rates["left_of"] == 0.7
+    with pytest.raises(ValueError, match="geneval"):
+        Tore.from_report(report, protocol="geneval")

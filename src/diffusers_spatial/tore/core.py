@@ -33,6 +33,7 @@ from typing import Any, Literal
 
 from diffusers.configuration_utils import ConfigMixin
 
+from ..geometry.bias import triplet_key as bias_triplet_key
 from ..relations import CONVERSE, MultipleRelationsError, head_noun, normalize_relation, parse_spatial_prompt
 
 __all__ = ["TORE_CONFIG_NAME", "Tore", "ToreDecision", "triplet_key"]
@@ -59,7 +60,7 @@ def triplet_key(subject: str, relation: str, object: str) -> str:
         if not isinstance(noun, str) or not noun.strip():
             raise ValueError(f"triplet {role} must be a non-empty noun, got {noun!r}")
         nouns.append(head_noun(noun) or " ".join(noun.lower().split()))
-    return f"{nouns[0]}|{normalize_relation(relation)}|{nouns[1]}"
+    return bias_triplet_key(nouns[0], normalize_relation(relation), nouns[1])
 
 
 @dataclass(frozen=True)
@@ -452,11 +453,13 @@ def _find_bias_table(report: Any, protocol: str | None) -> Mapping[str, Any]:
             raise ValueError(f"{path!r} is not valid JSON: {err}") from err
     if not isinstance(report, Mapping):
         raise TypeError(f"expected a bias table, a report dict or a JSON path, got {type(report).__name__}")
-    if "relations" in report:
+    if "relations" in report and "bias_table" not in report:
         return report
-    if isinstance(report.get("bias_table"), Mapping):
+    # A metric report keeps one table per protocol under "protocols" and the primary protocol's at the top.
+    per_protocol = report.get("protocols") if isinstance(report.get("protocols"), Mapping) else report
+    nested = {k: v["bias_table"] for k, v in per_protocol.items() if isinstance(v, Mapping) and "bias_table" in v}
+    if protocol is None and isinstance(report.get("bias_table"), Mapping):
         return report["bias_table"]
-    nested = {k: v["bias_table"] for k, v in report.items() if isinstance(v, Mapping) and "bias_table" in v}
     if protocol is not None:
         if protocol not in nested:
             raise ValueError(f"report has no bias table for protocol {protocol!r}; it has {sorted(nested)}")
