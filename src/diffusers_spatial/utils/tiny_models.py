@@ -262,7 +262,9 @@ def make_tiny_lora(
         config = LoraConfig(r=rank, lora_alpha=rank, init_lora_weights=False, target_modules=list(targets))
         model.add_adapter(config, adapter_name=name)
         try:
-            state = convert_state_dict_to_diffusers(get_peft_model_state_dict(model, adapter_name=name))
+            state = convert_state_dict_to_diffusers(
+                get_peft_model_state_dict(model, adapter_name=name, save_embedding_layers=False)
+            )
             return {k: v.detach().clone().contiguous() for k, v in state.items()}
         finally:
             model.delete_adapters(name) if hasattr(model, "delete_adapters") else model.delete_adapter(name)
