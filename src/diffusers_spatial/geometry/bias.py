@@ -24,6 +24,8 @@ BIAS_TABLE_VERSION = 1
 
 def as_image_scores(image_scores: Iterable[ImageScore | Mapping[str, Any]]) -> list[ImageScore]:
     """Accept `ImageScore`s or their `to_dict()` forms (e.g. read back from JSON lines)."""
+    if isinstance(image_scores, (ImageScore, Mapping, str, bytes)) or not isinstance(image_scores, Iterable):
+        raise ValueError(f"image_scores must be a list of ImageScores or dicts, got {type(image_scores).__name__}")
     out = []
     for k, s in enumerate(image_scores):
         if isinstance(s, ImageScore):

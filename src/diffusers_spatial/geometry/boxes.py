@@ -121,14 +121,14 @@ def check_score_array(scores: Sequence, locate: Callable[[int], str] = lambda k:
     """
     try:
         array = np.frombuffer(_doubles(scores), dtype=np.float64)
-        ok = bool not in set(map(type, scores))  # True is not a confidence of 1.0
+        ok = not {bool, np.bool_} & set(map(type, scores))  # True is not a confidence of 1.0
     except TypeError:
         array, ok = None, False
     if not ok:
         if len(scores) == 0:
             return np.zeros(0)
         for k, score in enumerate(scores):
-            if isinstance(score, bool) or not isinstance(score, (int, float, np.integer, np.floating)):
+            if isinstance(score, (bool, np.bool_)) or not isinstance(score, (int, float, np.integer, np.floating)):
                 raise ValueError(f"{locate(k)}: score must be a number, got {score!r}")
         raise ValueError(f"scores must be a 1-D sequence of numbers, got {scores!r:.200}")
     array = array.astype(np.float64, copy=False)

@@ -10,6 +10,7 @@ import numpy as np
 
 from ..relations import RELATIONS, SpatialPrompt, require_spatial_prompt
 from .batch import DetectionBatch
+from .depth import check_depth
 from .labels import match_table, normalize_label
 
 __all__ = ["ScoringContext", "Verdicts", "resolve_prompt"]
@@ -99,6 +100,11 @@ class ScoringContext:
             if len(values) != n:
                 raise ValueError(f"{name} must have one entry per image ({n}), got {len(values)}")
         image_sizes = [_check_image_size(size, i) for i, size in enumerate(image_sizes)]
+        # Every protocol refuses a malformed map, even one that reads no depth for this image's relation.
+        depths = [
+            None if d is None else check_depth(d, size, f"image {i}")
+            for i, (d, size) in enumerate(zip(depths, image_sizes))
+        ]
         subject_labels = _per_image(subject_label, n, "subject_label")
         object_labels = _per_image(object_label, n, "object_label")
         return cls(

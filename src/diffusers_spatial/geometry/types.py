@@ -9,6 +9,8 @@ from typing import Any
 
 import numpy as np
 
+from ..relations import RELATIONS
+
 __all__ = ["Detection", "ImageScore"]
 
 
@@ -132,4 +134,28 @@ class ImageScore:
         missing = [name for name in names if name not in data]
         if missing:
             raise ValueError(f"image score is missing key(s) {missing}: {dict(data)!r}")
-        return cls(**{name: data[name] for name in names}, details=dict(data.get("details") or {}))
+        # Read back from files: refuse values the aggregates would turn into a NaN figure or a crash.
+        for name in ("protocol", "prompt", "subject", "object"):
+            if not isinstance(data[name], str):
+                raise ValueError(f"image score {name!r} must be a str, got {data[name]!r}")
+        if data["relation"] not in RELATIONS:
+            raise ValueError(f"image score relation must be one of {list(RELATIONS)}, got {data['relation']!r}")
+        score = data["score"]
+        if isinstance(score, (bool, np.bool_)) or not isinstance(score, (int, float, np.integer, np.floating)):
+            raise ValueError(f"image score 'score' must be a number, got {score!r}")
+        if not math.isfinite(score):
+            raise ValueError(f"image score 'score' must be finite, got {score!r}")
+        if not isinstance(data["objects_found"], (bool, np.bool_)):
+            raise ValueError(f"image score 'objects_found' must be a bool, got {data['objects_found']!r}")
+        if data["correct"] is not None and not isinstance(data["correct"], (bool, np.bool_)):
+            raise ValueError(f"image score 'correct' must be True, False or None, got {data['correct']!r}")
+        details = data.get("details") or {}
+        if not isinstance(details, Mapping):
+            raise ValueError(f"image score 'details' must be a dict, got {details!r:.200}")
+        values = {name: data[name] for name in names}
+        values.update(
+            score=float(score),
+            objects_found=bool(data["objects_found"]),
+            correct=None if data["correct"] is None else bool(data["correct"]),
+        )
+        return cls(**values, details=dict(details))

@@ -13,7 +13,7 @@ import numpy as np
 from ..context import ScoringContext, Verdicts
 from ..types import ImageScore
 
-__all__ = ["Protocol", "check_fraction", "check_positive", "unsupported_details"]
+__all__ = ["Protocol", "check_bool", "check_fraction", "check_positive", "unsupported_details"]
 
 
 @dataclass(frozen=True)
@@ -54,6 +54,12 @@ def check_fraction(name: str, value) -> None:
     check_positive(name, value)
     if value > 1:
         raise ValueError(f"{name} must be in [0, 1], got {value!r}")
+
+
+def check_bool(name: str, value) -> None:
+    """Raise ValueError unless `value` is a bool (a string such as "no" would otherwise read as True)."""
+    if not isinstance(value, (bool, np.bool_)):
+        raise ValueError(f"{name} must be True or False, got {value!r}")
 
 
 def unsupported_details(protocol: Protocol, relation: str) -> dict:

@@ -21,7 +21,7 @@ from ..depth import check_depth
 from ..labels import t2i_target_noun
 from ..segments import first_true, gather, last_true_before
 from ..types import ImageScore
-from .base import Protocol, check_positive
+from .base import Protocol, check_bool, check_positive
 
 __all__ = ["PROTOCOL_2D", "PROTOCOL_3D", "T2ICompBench2DConfig", "T2ICompBench3DConfig", "relation_word"]
 
@@ -84,6 +84,7 @@ class T2ICompBench2DConfig:
         check_positive("iou_threshold", self.iou_threshold, allow_zero=False)
         check_positive("distance_threshold", self.distance_threshold, allow_zero=False)
         check_positive("min_image_score", self.min_image_score)
+        check_bool("reference_resize", self.reference_resize)
 
 
 @dataclass(frozen=True)
@@ -107,6 +108,8 @@ class T2ICompBench3DConfig:
     def __post_init__(self):
         check_positive("score_threshold", self.score_threshold)
         check_positive("iou_threshold", self.iou_threshold, allow_zero=False)
+        check_bool("corrected_crop", self.corrected_crop)
+        check_bool("quantize_depth", self.quantize_depth)
 
 
 def _targets(context: ScoringContext) -> tuple[list[str], list[str]]:
