@@ -23,55 +23,48 @@ See docs/training.md for every argument, multi-GPU (DDP / DeepSpeed / FSDP) and 
 """
 
 import argparse
-import logging
 import math
-import os
-import random
-import time
-from pathlib import Path
 
-import datasets
-import diffusers
 import torch
-import transformers
-from accelerate import Accelerator
 from accelerate.logging import get_logger
-from accelerate.utils import ProjectConfiguration, set_seed
-from diffusers import AutoencoderKL, DDPMScheduler, StableDiffusionPipeline, UNet2DConditionModel
-from diffusers.optimization import get_scheduler
-from diffusers.utils import is_wandb_available
-from huggingface_hub import create_repo, upload_folder
+from diffusers import AutoencoderKL, StableDiffusionPipeline, UNet2DConditionModel
 from tqdm.auto import tqdm
 from transformers import CLIPTextModel, CLIPTokenizer
 
 from diffusers_spatial.training import (
     LORA_WEIGHT_NAME,
     NonFiniteLossError,
-    SpatialTrainDataset,
     TrainingStats,
-    TransformConfig,
     add_lora_adapters,
     add_training_arguments,
-    build_latent_cache,
-    build_text_embedding_cache,
-    build_training_sampler,
     check_finite_loss,
     check_training_args,
-    collate_training_batch,
     diffusion_loss,
-    load_training_dataset,
-    load_validation_prompts,
-    load_validation_scorer,
     log_validation,
-    read_training_state,
     register_lora_checkpoint_hooks,
     resolve_resume_checkpoint,
     sample_latents,
     save_checkpoint,
     save_lora,
-    save_model_card,
     step_generator,
-    validate_training_dataset,
+)
+from diffusers_spatial.training.setup import (
+    build_caches,
+    build_train_data,
+    configure_logging,
+    load_noise_scheduler,
+    log_training_start,
+    make_accelerator,
+    make_lr_scheduler,
+    make_optimizer,
+    make_train_dataloader,
+    mixed_precision_dtype,
+    prepare_dataset,
+    prepare_output_dir,
+    prepare_validation,
+    publish_run,
+    resolve_seed,
+    resume_position,
 )
 
 logger = get_logger(__name__, log_level="INFO")
@@ -93,71 +86,18 @@ def encode_prompt(text_encoder, tokenizer, captions):
 
 
 def main(args):
-    logging_dir = Path(args.output_dir, args.logging_dir)
-    accelerator = Accelerator(
-        gradient_accumulation_steps=args.gradient_accumulation_steps,
-        mixed_precision=args.mixed_precision,
-        log_with=args.report_to,
-        project_config=ProjectConfiguration(project_dir=args.output_dir, logging_dir=logging_dir),
-    )
-    if args.report_to == "wandb" and not is_wandb_available():
-        raise ImportError("Make sure to install wandb if you want to use it for logging during training.")
-
-    # Make one log on every process with the configuration for debugging.
-    logging.basicConfig(
-        format="%(asctime)s - %(levelname)s - %(name)s - %(message)s", datefmt="%m/%d/%Y %H:%M:%S", level=logging.INFO
-    )
-    logger.info(accelerator.state, main_process_only=False)
-    if accelerator.is_local_main_process:
-        datasets.utils.logging.set_verbosity_warning()
-        transformers.utils.logging.set_verbosity_warning()
-        diffusers.utils.logging.set_verbosity_info()
-    else:
-        datasets.utils.logging.set_verbosity_error()
-        transformers.utils.logging.set_verbosity_error()
-        diffusers.utils.logging.set_verbosity_error()
-
-    # A resumed run keeps the seed of the run it continues (everything random is derived from it).
+    accelerator = make_accelerator(args)
+    configure_logging(accelerator)
     resume_path = resolve_resume_checkpoint(args.output_dir, args.resume_from_checkpoint)
-    if args.seed is None:
-        args.seed = read_training_state(resume_path).get("seed") if resume_path else None
-        if args.seed is None:
-            args.seed = random.SystemRandom().randrange(2**31)
-        logger.info(f"No --seed given: using seed {args.seed}.")
-    set_seed(args.seed)
-
-    repo_id = None
-    if accelerator.is_main_process:
-        os.makedirs(args.output_dir, exist_ok=True)
-        if args.push_to_hub:
-            repo_id = create_repo(
-                repo_id=args.hub_model_id or Path(args.output_dir).name, exist_ok=True, token=args.hub_token
-            ).repo_id
+    resolve_seed(args, resume_path)
+    repo_id = prepare_output_dir(args, accelerator)
 
     # Load and check the data first: a broken dataset fails in seconds, before any model is loaded.
-    with accelerator.main_process_first():
-        dataset = load_training_dataset(
-            args.dataset_name,
-            dataset_config_name=args.dataset_config_name,
-            train_data_dir=args.train_data_dir,
-            cache_dir=args.cache_dir,
-        )
-        if args.max_train_samples is not None:
-            dataset = dataset.shuffle(seed=args.seed).select(range(min(args.max_train_samples, len(dataset))))
-    validate_training_dataset(
-        dataset,
-        args.image_column,
-        args.caption_column,
-        check_images=not args.skip_image_validation,
-        accelerator=accelerator,
-        source=args.dataset_name or args.train_data_dir,
-    )
+    dataset = prepare_dataset(args, accelerator)
 
     # Load scheduler, tokenizer and models.
     model_kwargs = {"revision": args.revision, "variant": args.variant}
-    noise_scheduler = DDPMScheduler.from_pretrained(args.pretrained_model_name_or_path, subfolder="scheduler")
-    if args.prediction_type is not None:
-        noise_scheduler.register_to_config(prediction_type=args.prediction_type)
+    noise_scheduler = load_noise_scheduler(args)
     tokenizer = CLIPTokenizer.from_pretrained(
         args.pretrained_model_name_or_path, subfolder="tokenizer", revision=args.revision
     )
@@ -170,7 +110,7 @@ def main(args):
         model.requires_grad_(False)
 
     # Frozen weights only run inference: keep them in half precision under mixed precision.
-    weight_dtype = {"fp16": torch.float16, "bf16": torch.bfloat16}.get(accelerator.mixed_precision, torch.float32)
+    weight_dtype = mixed_precision_dtype(accelerator)
     unet.to(accelerator.device, dtype=weight_dtype)
     vae.to(accelerator.device, dtype=weight_dtype)
     text_encoder.to(accelerator.device, dtype=weight_dtype)
@@ -194,71 +134,22 @@ def main(args):
     # `accelerator.save_state` writes the LoRA in diffusers' format instead of pickling the whole UNet.
     register_lora_checkpoint_hooks(accelerator, StableDiffusionPipeline, unet, trained_text_encoders)
 
-    if args.scale_lr:
-        args.learning_rate *= args.gradient_accumulation_steps * args.train_batch_size * accelerator.num_processes
-    if args.use_8bit_adam:
-        try:
-            import bitsandbytes as bnb
-        except ImportError as err:
-            raise ImportError("To use 8-bit Adam, install bitsandbytes: `pip install bitsandbytes`.") from err
-        optimizer_cls = bnb.optim.AdamW8bit
-    else:
-        optimizer_cls = torch.optim.AdamW
-    optimizer = optimizer_cls(
-        params_to_optimize,
-        lr=args.learning_rate,
-        betas=(args.adam_beta1, args.adam_beta2),
-        weight_decay=args.adam_weight_decay,
-        eps=args.adam_epsilon,
-    )
-
-    transform = TransformConfig(resolution=args.resolution, center_crop=args.center_crop, random_flip=args.random_flip)
-    train_dataset = SpatialTrainDataset(dataset, args.image_column, args.caption_column, transform, seed=args.seed)
-    sampler, balance = build_training_sampler(dataset, args.caption_column, args.balance_relations, args.seed)
-    if balance is not None:
-        logger.info(f"Relation-balanced sampling: {balance}")
+    optimizer = make_optimizer(args, params_to_optimize, accelerator)
+    train_dataset, sampler = build_train_data(args, dataset)
 
     stats = TrainingStats()
-    if args.cache_latents or args.cache_text_embeddings:
-        started = time.perf_counter()
-        if args.cache_latents:
-            train_dataset.latent_cache = build_latent_cache(
-                train_dataset,
-                lambda pixels: vae.encode(pixels.to(vae.device, vae.dtype)).latent_dist.parameters,
-                batch_size=args.cache_batch_size,
-                accelerator=accelerator,
-            )
-            logger.info(f"Latent cache: {train_dataset.latent_cache.nbytes / 2**20:.1f} MiB")
-        if args.cache_text_embeddings:
-            train_dataset.text_cache = build_text_embedding_cache(
-                train_dataset.all_captions(),
-                lambda captions: {"prompt_embeds": encode_prompt(text_encoder, tokenizer, captions)},
-                batch_size=args.cache_batch_size,
-                accelerator=accelerator,
-            )
-            logger.info(f"Text-embedding cache: {train_dataset.text_cache.nbytes / 2**20:.1f} MiB")
-        stats.cache_seconds = time.perf_counter() - started
-
-    train_dataloader = torch.utils.data.DataLoader(
+    build_caches(
+        args,
         train_dataset,
-        sampler=sampler,
-        collate_fn=collate_training_batch,
-        batch_size=args.train_batch_size,
-        num_workers=args.dataloader_num_workers,
+        accelerator,
+        lambda pixels: vae.encode(pixels.to(vae.device, vae.dtype)).latent_dist.parameters,
+        lambda captions: {"prompt_embeds": encode_prompt(text_encoder, tokenizer, captions)},
+        stats,
     )
+    train_dataloader = make_train_dataloader(args, train_dataset, sampler)
 
     # Scheduler and math around the number of training steps.
-    num_update_steps_per_epoch = math.ceil(
-        math.ceil(len(train_dataloader) / accelerator.num_processes) / args.gradient_accumulation_steps
-    )
-    if args.max_train_steps is None:
-        args.max_train_steps = args.num_train_epochs * num_update_steps_per_epoch
-    lr_scheduler = get_scheduler(
-        args.lr_scheduler,
-        optimizer=optimizer,
-        num_warmup_steps=args.lr_warmup_steps * accelerator.num_processes,
-        num_training_steps=args.max_train_steps * accelerator.num_processes,
-    )
+    lr_scheduler = make_lr_scheduler(args, optimizer, len(train_dataloader), accelerator)
 
     # Prepare everything with our `accelerator`.
     if args.train_text_encoder:
@@ -274,34 +165,11 @@ def main(args):
     num_update_steps_per_epoch = math.ceil(len(train_dataloader) / args.gradient_accumulation_steps)
     args.num_train_epochs = math.ceil(args.max_train_steps / num_update_steps_per_epoch)
 
-    validation_prompts = load_validation_prompts(
-        args.validation_prompt, args.validation_prompts, args.validation_suite, args.validation_num_pairs, args.seed
+    validation_prompts, scorer = prepare_validation(args, accelerator)
+    log_training_start(args, accelerator, len(train_dataset))
+    global_step, first_epoch, resume_batches = resume_position(
+        args, accelerator, resume_path, num_update_steps_per_epoch
     )
-    scorer = None
-    if accelerator.is_main_process:
-        if validation_prompts:
-            scorer = load_validation_scorer(args.validation_scoring, args.validation_protocol)
-        tracker_config = {k: v if isinstance(v, (int, float, str, bool)) else str(v) for k, v in vars(args).items()}
-        accelerator.init_trackers("esplora", config=tracker_config)
-
-    total_batch_size = args.train_batch_size * accelerator.num_processes * args.gradient_accumulation_steps
-    logger.info("***** Running training *****")
-    logger.info(f"  Num examples = {len(train_dataset)}")
-    logger.info(f"  Num Epochs = {args.num_train_epochs}")
-    logger.info(f"  Instantaneous batch size per device = {args.train_batch_size}")
-    logger.info(f"  Total train batch size (w. parallel, distributed & accumulation) = {total_batch_size}")
-    logger.info(f"  Gradient Accumulation steps = {args.gradient_accumulation_steps}")
-    logger.info(f"  Total optimization steps = {args.max_train_steps}")
-
-    global_step, first_epoch, resume_batches = 0, 0, 0
-    if args.resume_from_checkpoint and resume_path is None:
-        logger.info(f"Checkpoint '{args.resume_from_checkpoint}' does not exist. Starting a new training run.")
-    elif resume_path is not None:
-        logger.info(f"Resuming from checkpoint {resume_path}")
-        accelerator.load_state(os.fspath(resume_path))
-        global_step = read_training_state(resume_path).get("global_step", int(resume_path.name.split("-")[1]))
-        first_epoch = global_step // num_update_steps_per_epoch
-        resume_batches = (global_step % num_update_steps_per_epoch) * args.gradient_accumulation_steps
 
     def checkpoint(epoch):
         state = {"epoch": epoch, "seed": args.seed}
@@ -416,25 +284,7 @@ def main(args):
             )
             del pipeline
 
-        stats.write(args.output_dir, validation=validation.metrics if validation is not None else None)
-        save_model_card(
-            args.output_dir,
-            repo_id=repo_id or Path(args.output_dir).name,
-            base_model=args.pretrained_model_name_or_path,
-            dataset_name=args.dataset_name or args.train_data_dir,
-            validation=validation,
-            train_text_encoder=args.train_text_encoder,
-            sdxl=False,
-            training_args=args,
-        )
-        if args.push_to_hub:
-            upload_folder(
-                repo_id=repo_id,
-                folder_path=args.output_dir,
-                commit_message="End of training",
-                ignore_patterns=["step_*", "epoch_*", "checkpoint-*", "logs/*"],
-                token=args.hub_token,
-            )
+        publish_run(args, repo_id=repo_id, stats=stats, validation=validation, sdxl=False)
     accelerator.end_training()
 
 

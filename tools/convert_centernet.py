@@ -28,26 +28,25 @@ different bytes (and sha256) but the same graph and the same outputs; `--compare
 
 from __future__ import annotations
 
-import argparse
 import json
 import tarfile
-import tempfile
 from pathlib import Path
 
 import numpy as np
 from onnx_assets import (
-    DEFAULT_CHECK_IMAGES,
     ONNX_INPUT,
     ONNX_OUTPUT,
-    check_fp16_storage,
-    compare_with,
+    finish_model,
     load_check_images,
     npm_pack,
+    package_workdir,
+    parse_converter_args,
     rename_value,
     run_onnx,
     sha256_of,
     summarise,
     update_notice,
+    write_asset,
 )
 
 PACKAGE = "@vladmandic/human"
@@ -230,27 +229,9 @@ The licence of the source package ({LICENSE}) follows.
     update_notice(path, onnx_path.name, body)
 
 
-def parse_args(argv=None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--output", type=Path, required=True, help="where to write the ONNX file")
-    parser.add_argument("--notice", type=Path, default=None, help="NOTICE file to update (default: next to --output)")
-    parser.add_argument("--fp32", action="store_true", help="store weights as fp32 instead of fp16")
-    parser.add_argument("--workdir", type=Path, default=None, help="keep the downloaded package here")
-    parser.add_argument("--check-images", nargs="+", default=DEFAULT_CHECK_IMAGES, help="RGB photos for the checks")
-    parser.add_argument(
-        "--compare-with",
-        type=Path,
-        default=None,
-        help="an earlier ONNX (e.g. the committed asset) that must give the same detections on the check photos",
-    )
-    return parser.parse_args(argv)
-
-
 def main(argv=None) -> None:
-    args = parse_args(argv)
-    with tempfile.TemporaryDirectory() as tmp:
-        workdir = args.workdir or Path(tmp)
-        workdir.mkdir(parents=True, exist_ok=True)
+    args = parse_converter_args(__doc__.split("\n")[0], argv)
+    with package_workdir(args.workdir) as workdir:
         files = fetch_package(workdir)
         model_json = json.loads(files["json"].read_text(encoding="utf-8"))
         weights = read_weights(model_json, files["bin"].parent)
@@ -268,19 +249,11 @@ def main(argv=None) -> None:
         model = to_onnx(graph_def)
         onnx_fp32 = run_onnx(model, batch)
         print(f"ONNX fp32 vs TF: max abs diff {np.abs(onnx_fp32 - reference).max():.2e}")
-        if not args.fp32:
-            model = check_fp16_storage(model, batch)
-        if args.compare_with is not None:
-            compare_with(args.compare_with, model, batch)
+        model = finish_model(args, model, batch)
         for path, detections in zip(used, onnx_fp32):
             print(f"  {Path(path).name}: (class, score) >= 0.3: {summarise(detections, 0.3)}")
 
-        args.output.parent.mkdir(parents=True, exist_ok=True)
-        args.output.write_bytes(model.SerializeToString())
-        notice = args.notice or args.output.parent / "NOTICE"
-        write_notice(notice, files, args.output, fp16=not args.fp32)
-        print(f"wrote {args.output} ({args.output.stat().st_size / 1e6:.2f} MB) sha256 {sha256_of(args.output)}")
-        print(f"wrote {notice}")
+        write_asset(args, model, lambda notice: write_notice(notice, files, args.output, fp16=not args.fp32))
 
 
 if __name__ == "__main__":

@@ -26,28 +26,27 @@ Steps:
 
 from __future__ import annotations
 
-import argparse
 import json
 import math
 import re
 import tarfile
-import tempfile
 from importlib import metadata
 from pathlib import Path
 
 import numpy as np
 from onnx_assets import (
-    DEFAULT_CHECK_IMAGES,
     ONNX_INPUT,
     ONNX_OUTPUT,
-    check_fp16_storage,
-    compare_with,
+    finish_model,
     load_check_images,
     npm_pack,
+    package_workdir,
+    parse_converter_args,
     run_onnx,
     sha256_of,
     summarise,
     update_notice,
+    write_asset,
 )
 
 PACKAGE = "@mediapipe/objectron"
@@ -233,24 +232,11 @@ Licensed under the Apache License, Version 2.0, whose terms follow.
     update_notice(path, onnx_path.name, body)
 
 
-def parse_args(argv=None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--output", type=Path, required=True, help="where to write the ONNX file")
-    parser.add_argument("--notice", type=Path, default=None, help="NOTICE file to update (default: next to --output)")
-    parser.add_argument("--fp32", action="store_true", help="store weights as fp32 instead of fp16")
-    parser.add_argument("--workdir", type=Path, default=None, help="keep the downloaded package here")
-    parser.add_argument("--check-images", nargs="+", default=DEFAULT_CHECK_IMAGES, help="RGB photos for the checks")
-    parser.add_argument("--compare-with", type=Path, default=None, help="an earlier ONNX that must agree")
-    return parser.parse_args(argv)
-
-
 def main(argv=None) -> None:
     import tf2onnx
 
-    args = parse_args(argv)
-    with tempfile.TemporaryDirectory() as tmp:
-        workdir = args.workdir or Path(tmp)
-        workdir.mkdir(parents=True, exist_ok=True)
+    args = parse_converter_args(__doc__.split("\n")[0], argv)
+    with package_workdir(args.workdir) as workdir:
         files = fetch_package(workdir)
         labels = files[LABELMAP_NAME].read_text(encoding="utf-8").split("\n")[1:]  # line 0 is the background
         labels = [label for label in labels if label]
@@ -270,20 +256,12 @@ def main(argv=None) -> None:
         )
         if not np.allclose(reference[..., :5], detections[..., :5], atol=1e-2) or not same_class.all():
             raise RuntimeError("the ONNX model disagrees with the TFLite model")
-        if not args.fp32:
-            model = check_fp16_storage(model, batch, one_at_a_time=True)
-        if args.compare_with is not None:
-            compare_with(args.compare_with, model, batch, one_at_a_time=True)
+        model = finish_model(args, model, batch, one_at_a_time=True)
         for path, image_detections in zip(used, detections):
             found = [(labels[c], s) for c, s in summarise(image_detections, 0.5)]
             print(f"  {Path(path).name}: (class, score) >= 0.5: {found}")
 
-        args.output.parent.mkdir(parents=True, exist_ok=True)
-        args.output.write_bytes(model.SerializeToString())
-        notice = args.notice or args.output.parent / "NOTICE"
-        write_notice(notice, files, labels, args.output, fp16=not args.fp32)
-        print(f"wrote {args.output} ({args.output.stat().st_size / 1e6:.2f} MB) sha256 {sha256_of(args.output)}")
-        print(f"wrote {notice}")
+        write_asset(args, model, lambda notice: write_notice(notice, files, labels, args.output, fp16=not args.fp32))
 
 
 if __name__ == "__main__":

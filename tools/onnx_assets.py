@@ -6,9 +6,13 @@ this folder on `sys.path`). Needs numpy, onnx, onnxruntime and Pillow; see tools
 
 from __future__ import annotations
 
+import argparse
+import contextlib
 import hashlib
 import subprocess
 import sys
+import tempfile
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -149,3 +153,48 @@ def update_notice(path: Path, model_file: str, body: str) -> None:
     sections[model_file] = body.strip("\n")
     text = NOTICE_INTRO + "".join(f"\n==== {name} ====\n\n{sections[name]}\n" for name in sorted(sections))
     path.write_text(text, encoding="utf-8")
+
+
+def parse_converter_args(description: str, argv=None) -> argparse.Namespace:
+    """The converters' common command line: output, NOTICE, fp32 storage, work folder, check photos, comparison."""
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--output", type=Path, required=True, help="where to write the ONNX file")
+    parser.add_argument("--notice", type=Path, default=None, help="NOTICE file to update (default: next to --output)")
+    parser.add_argument("--fp32", action="store_true", help="store weights as fp32 instead of fp16")
+    parser.add_argument("--workdir", type=Path, default=None, help="keep the downloaded package here")
+    parser.add_argument("--check-images", nargs="+", default=DEFAULT_CHECK_IMAGES, help="RGB photos for the checks")
+    parser.add_argument(
+        "--compare-with",
+        type=Path,
+        default=None,
+        help="an earlier ONNX (e.g. the committed asset) that must give the same detections on the check photos",
+    )
+    return parser.parse_args(argv)
+
+
+@contextlib.contextmanager
+def package_workdir(workdir: Path | None) -> Iterator[Path]:
+    """`--workdir` (created if missing), else a temporary folder removed on exit: where the package is unpacked."""
+    with tempfile.TemporaryDirectory() as tmp:
+        path = workdir or Path(tmp)
+        path.mkdir(parents=True, exist_ok=True)
+        yield path
+
+
+def finish_model(args: argparse.Namespace, model, batch: np.ndarray, one_at_a_time: bool = False):
+    """The model to write: fp16 storage unless `--fp32` (checked exact), checked against `--compare-with`."""
+    if not args.fp32:
+        model = check_fp16_storage(model, batch, one_at_a_time)
+    if args.compare_with is not None:
+        compare_with(args.compare_with, model, batch, one_at_a_time)
+    return model
+
+
+def write_asset(args: argparse.Namespace, model, write_notice: Callable[[Path], None]) -> None:
+    """Write the ONNX file to `--output` and its NOTICE section (`write_notice(notice_path)`), and say where."""
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    args.output.write_bytes(model.SerializeToString())
+    notice = args.notice or args.output.parent / "NOTICE"
+    write_notice(notice)
+    print(f"wrote {args.output} ({args.output.stat().st_size / 1e6:.2f} MB) sha256 {sha256_of(args.output)}")
+    print(f"wrote {notice}")

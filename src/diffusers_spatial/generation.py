@@ -67,6 +67,7 @@ from diffusers.utils import logging
 
 from .metric.results import ResultsStore
 from .suites import SuitePrompt
+from .utils.distributed import process_state
 
 logger = logging.get_logger(__name__)
 
@@ -155,17 +156,6 @@ def image_seed(seed: int, prompt_id: str, image_index: int) -> int:
     """
     digest = hashlib.sha256(f"{seed}/{prompt_id}/{image_index}".encode()).digest()
     return int.from_bytes(digest[:8], "big") & (2**63 - 1)
-
-
-def process_state():
-    """accelerate's `PartialState` for this launch, joining the other processes of a torchrun / accelerate launch
-    (CPU ones too when `ACCELERATE_USE_CPU=1`). Create it through here before anything else asks for a `PartialState`.
-    """
-    from accelerate import PartialState
-
-    from .metric.evaluation import distributed_state
-
-    return distributed_state() or PartialState()
 
 
 def describe_pipeline(pipe) -> dict[str, Any]:

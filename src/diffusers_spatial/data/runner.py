@@ -35,6 +35,7 @@ from accelerate import PartialState
 from diffusers.utils import logging
 from tqdm.auto import tqdm
 
+from ..utils.distributed import process_state
 from .card import finalize_dataset
 from .config import CurationConfig
 from .readers import ShardReader, discover_shards
@@ -55,15 +56,8 @@ __all__ = ["check_run_settings", "curate", "default_state", "make_perception", "
 
 
 def default_state() -> PartialState:
-    """accelerate's `PartialState` for this launch.
-
-    `PartialState` only looks for torchrun / mpirun peers on the CPU when asked to (`cpu=True`); asking when
-    `ACCELERATE_USE_CPU=1` is what makes `ACCELERATE_USE_CPU=1 torchrun --nproc_per_node N` split the shards
-    instead of running N processes that each think they are alone.
-    """
-    from accelerate.utils import parse_flag_from_env
-
-    return PartialState(cpu=parse_flag_from_env("ACCELERATE_USE_CPU"))
+    """accelerate's `PartialState` for this launch (`diffusers_spatial.utils.distributed.process_state`)."""
+    return process_state()
 
 
 def make_perception(config: CurationConfig, device: str | None = None, *, processes_per_host: int = 1):

@@ -26,6 +26,7 @@ from typing import Any
 
 from ..geometry import get_protocol, resolve_prompt, score_images
 from ..relations import RELATIONS_2D, RELATIONS_3D, SpatialPrompt
+from ..utils.distributed import distributed_state
 from .config import EvaluationConfig
 from .inputs import EvaluationItem
 from .report import build_report
@@ -222,26 +223,6 @@ def evaluate_detections(
 # --------------------------------------------------------------------------------------------------------------
 # The loop
 # --------------------------------------------------------------------------------------------------------------
-
-
-def distributed_state():
-    """accelerate's process state when launched on several processes (torchrun / accelerate launch), else None
-    (then no process group is created)."""
-    world_size = int(os.environ.get("WORLD_SIZE", "1"))
-    if world_size <= 1:
-        return None
-    import torch
-    from accelerate import PartialState
-    from accelerate.utils import parse_flag_from_env
-
-    # PartialState only sets up CPU processes (gloo) when told to: ACCELERATE_USE_CPU=1, or no GPU at all.
-    state = PartialState(cpu=parse_flag_from_env("ACCELERATE_USE_CPU") or not torch.cuda.is_available())
-    if state.num_processes != world_size:
-        raise RuntimeError(
-            f"launched as {world_size} processes but accelerate set up {state.num_processes}; set "
-            "ACCELERATE_USE_CPU=1 for CPU processes"
-        )
-    return state
 
 
 def evaluate_items(

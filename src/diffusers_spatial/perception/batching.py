@@ -55,6 +55,7 @@ __all__ = [
     "Perception",
     "PerceptionResult",
     "score_results",
+    "undetermined_score",
 ]
 
 NO_DEPTH = "none"
@@ -340,6 +341,41 @@ class Perception:
         return _Pending(result, loaded, queries)
 
 
+def undetermined_score(protocol: str, prompt: SpatialPrompt, reason: str, *, text: str | None = None):
+    """The `geometry.ImageScore` of an image whose verdict perception cannot decide: `correct=None`, score 0 and
+    `details["reason"]`.
+
+    Args:
+        protocol: the protocol's name.
+        prompt: the image's parsed spatial prompt.
+        reason: why it is undetermined (`PerceptionResult.undetermined_reason`).
+        text: the prompt as written; default `prompt.render()`.
+
+    Examples:
+
+    ```py
+    >>> from diffusers_spatial.relations import parse_spatial_prompt
+    >>> score = undetermined_score("esplora", parse_spatial_prompt("a cat left of a dog"), "unreadable image")
+    >>> score.correct, score.details
+    (None, {'reason': 'unreadable image'})
+
+    ```
+    """
+    from ..geometry import ImageScore
+
+    return ImageScore(
+        protocol=protocol,
+        prompt=prompt.render() if text is None else text,
+        relation=prompt.relation,
+        subject=prompt.subject_noun,
+        object=prompt.object_noun,
+        score=0.0,
+        objects_found=False,
+        correct=None,
+        details={"reason": reason},
+    )
+
+
 def score_results(results: Sequence[PerceptionResult], protocol: str = "esplora", **options: Any) -> list:
     """Judge each image's spatial prompt from its perception, under a geometry protocol.
 
@@ -371,7 +407,7 @@ def score_results(results: Sequence[PerceptionResult], protocol: str = "esplora"
 
     ```
     """
-    from ..geometry import ImageScore, get_protocol, score_images
+    from ..geometry import get_protocol, score_images
 
     missing = [f"{i} ({r.prompt_error or 'no prompt given'})" for i, r in enumerate(results) if r.prompt is None]
     if missing:
@@ -394,18 +430,7 @@ def score_results(results: Sequence[PerceptionResult], protocol: str = "esplora"
     for i, result in enumerate(results):
         score = scores.get(i)
         if score is None:
-            prompt = result.prompt
-            score = ImageScore(
-                protocol=name,
-                prompt=prompt.render(),
-                relation=prompt.relation,
-                subject=prompt.subject_noun,
-                object=prompt.object_noun,
-                score=0.0,
-                objects_found=False,
-                correct=None,
-                details={"reason": result.undetermined_reason},
-            )
+            score = undetermined_score(name, result.prompt, result.undetermined_reason)
         score.details["depth_source"] = result.depth_source
         score.details["depth_confidence"] = result.depth_confidence
         out.append(score)

@@ -48,6 +48,7 @@ from PIL import Image
 from ..geometry.boxes import paired_iou
 from ..vocabulary import COCO_CLASSES
 from .base import Queries, per_image_queries
+from .images import check_pil_images
 
 __all__ = [
     "DEFAULT_EMBEDDED_MODEL",
@@ -384,15 +385,7 @@ class EmbeddedDetector:
             One list per image of `{"label", "score", "box": [x1, y1, x2, y2]}` dicts in that image's pixels
             (clipped to the image), highest score first.
         """
-        images = list(images)
-        for i, image in enumerate(images):
-            if not isinstance(image, Image.Image):
-                raise TypeError(
-                    f"images[{i}] is a {type(image).__name__}, expected a PIL.Image.Image "
-                    "(diffusers_spatial.perception.images converts paths and arrays)"
-                )
-            if image.width < 1 or image.height < 1:
-                raise ValueError(f"images[{i}] has zero size {image.size}")
+        images = check_pil_images(images)
         threshold = self.score_threshold if score_threshold is None else float(score_threshold)
         if not 0.0 <= threshold <= 1.0:
             raise ValueError(f"score_threshold must be in [0, 1], got {score_threshold!r}")

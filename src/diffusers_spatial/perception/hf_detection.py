@@ -181,6 +181,13 @@ class HFDetector:
                 kept.append(detection)
         return kept
 
+    def _forward(self, inputs: Any) -> Any:
+        """The model's outputs for processor `inputs` (moved to its device and dtype), without gradients."""
+        import torch
+
+        with torch.no_grad():
+            return self.model(**self._to_device(inputs))
+
     def _to_device(self, inputs: Any) -> dict[str, Any]:
         """Move processor outputs to the model's device; floating tensors (pixels) also to its dtype."""
         moved = {}
@@ -236,17 +243,12 @@ class OwlDetector(HFDetector):
         super().__init__(model_name_or_path, **kwargs)
 
     def _detect_batch(self, images, queries):
-        import torch
-
-        results: list[list[dict[str, Any]]] = [[] for _ in images]
-        todo = [i for i, q in enumerate(_require_queries(queries, self.name)) if q]
+        results, todo, nouns = _queried_images(queries, self.name)
         if not todo:
             return results
-        nouns = [_unique(queries[i]) for i in todo]
         texts = [[self.query_template.format(noun=noun) for noun in per_image] for per_image in nouns]
         inputs = self.processor(text=texts, images=[images[i] for i in todo], return_tensors="pt", truncation=True)
-        with torch.no_grad():
-            outputs = self.model(**self._to_device(inputs))
+        outputs = self._forward(inputs)
         logits = outputs.logits.float().cpu()
         for row, per_image in enumerate(nouns):  # the processor pads every image to the longest query list
             logits[row, :, len(per_image) :] = float("-inf")
@@ -295,17 +297,14 @@ class GroundingDinoDetector(HFDetector):
     def _detect_batch(self, images, queries):
         import torch
 
-        results: list[list[dict[str, Any]]] = [[] for _ in images]
-        todo = [i for i, q in enumerate(_require_queries(queries, self.name)) if q]
+        results, todo, nouns = _queried_images(queries, self.name)
         if not todo:
             return results
-        nouns = [_unique(queries[i]) for i in todo]
         captions = [". ".join(self._phrase(noun) for noun in per_image) + "." for per_image in nouns]
         inputs = self.processor(
             images=[images[i] for i in todo], text=captions, return_tensors="pt", padding=True, truncation=True
         )
-        with torch.no_grad():
-            outputs = self.model(**self._to_device(inputs))
+        outputs = self._forward(inputs)
         probs = outputs.logits.float().sigmoid().cpu()  # (batch, boxes, max_text_len)
         boxes = _center_to_corners(outputs.pred_boxes.float().cpu())
         input_ids = inputs["input_ids"].cpu()
@@ -361,11 +360,8 @@ class ObjectDetector(_ClosedSetMixin, HFDetector):
             )
 
     def _detect_batch(self, images, queries):
-        import torch
-
         inputs = self.processor(images=images, return_tensors="pt")
-        with torch.no_grad():
-            outputs = self.model(**self._to_device(inputs))
+        outputs = self._forward(inputs)
         for key in ("logits", "pred_boxes"):  # post-process on the CPU, in float32
             if getattr(outputs, key, None) is not None:
                 setattr(outputs, key, getattr(outputs, key).float().cpu())
@@ -407,8 +403,7 @@ class InstanceSegmentationDetector(_ClosedSetMixin, HFDetector):
         import torch.nn.functional as F
 
         inputs = self.processor(images=images, return_tensors="pt")
-        with torch.no_grad():
-            outputs = self.model(**self._to_device(inputs))
+        outputs = self._forward(inputs)
         class_logits = outputs.class_queries_logits.float()
         mask_logits = outputs.masks_queries_logits.float()
         padded_size = tuple(inputs["pixel_values"].shape[-2:])
@@ -510,6 +505,16 @@ def _require_queries(queries: list[list[str] | None], name: str) -> list[list[st
     if any(q is None for q in queries):
         raise ValueError(f"{name} is an open-vocabulary detector: pass queries, the nouns to look for")
     return queries  # type: ignore[return-value]
+
+
+def _queried_images(
+    queries: list[list[str] | None], name: str
+) -> tuple[list[list[dict[str, Any]]], list[int], list[list[str]]]:
+    """For an open-vocabulary batch: empty results per image, the indices of the images with queries, and each such
+    image's distinct nouns."""
+    results: list[list[dict[str, Any]]] = [[] for _ in queries]
+    todo = [i for i, q in enumerate(_require_queries(queries, name)) if q]
+    return results, todo, [_unique(queries[i]) for i in todo]
 
 
 def _check_template(template: str) -> str:

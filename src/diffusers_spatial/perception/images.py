@@ -52,6 +52,7 @@ __all__ = [
     "ImageInput",
     "ImageLoadError",
     "LoadedImage",
+    "check_pil_images",
     "check_rgb_images",
     "describe_image_input",
     "load_image",
@@ -197,11 +198,12 @@ def to_rgb_image(image: ImageInput, *, max_pixels: int | None = DEFAULT_MAX_PIXE
     return load_image(image, max_pixels=max_pixels).image
 
 
-def check_rgb_images(images: Sequence[Any]) -> list[Image.Image]:
-    """What a backend's `detect` / `estimate` accepts: a sequence of non-empty PIL images, converted to RGB.
+def check_pil_images(images: Sequence[Any]) -> list[Image.Image]:
+    """Check that `images` is a sequence of non-empty PIL images (of any mode); return it as a list.
 
     Raises:
-        TypeError: an item is not a PIL image (the message gives its index and points to `load_image`).
+        TypeError: a single image instead of a sequence, or an item that is not a PIL image (the message gives its
+            index and points to `load_image`).
         ValueError: an image has zero width or height.
     """
     if isinstance(images, Image.Image):
@@ -215,9 +217,18 @@ def check_rgb_images(images: Sequence[Any]) -> list[Image.Image]:
             )
         if image.width < 1 or image.height < 1:
             raise ValueError(f"images[{i}] has zero size {image.size}")
-        if image.mode != "RGB":
-            images[i] = _pil_to_rgb(image, f"images[{i}]")
     return images
+
+
+def check_rgb_images(images: Sequence[Any]) -> list[Image.Image]:
+    """What a backend's `detect` / `estimate` accepts: a sequence of non-empty PIL images, converted to RGB.
+
+    Raises:
+        TypeError: an item is not a PIL image (the message gives its index and points to `load_image`).
+        ValueError: an image has zero width or height.
+    """
+    images = check_pil_images(images)
+    return [image if image.mode == "RGB" else _pil_to_rgb(image, f"images[{i}]") for i, image in enumerate(images)]
 
 
 def _read_file(image: str | os.PathLike | bytes, source: str, max_pixels: int | None) -> tuple[Image.Image, tuple]:

@@ -43,18 +43,7 @@ from ..tore.hook import ToreHook, prompt_argument, record_prompts
 
 logger = logging.get_logger(__name__)
 
-__all__ = [
-    "LORA_WEIGHT_NAME",
-    "SPATIAL_ADAPTER_NAME",
-    "SPATIAL_LORA_CONFIG_NAME",
-    "LoRAMismatchError",
-    "SpatialLoRAConfig",
-    "SpatialLoRAPipeline",
-    "SpatialLoRAStableDiffusionPipeline",
-    "SpatialLoRAStableDiffusionXLPipeline",
-    "check_lora_fits",
-    "read_lora",
-]
+# The public names are listed once, in `diffusers_spatial.pipelines.__all__`.
 
 LORA_WEIGHT_NAME = "pytorch_lora_weights.safetensors"
 SPATIAL_LORA_CONFIG_NAME = "spatial_lora_config.json"

@@ -73,7 +73,8 @@ class PerceptionScorer:
         return f"perception:{self.perception.detector_name}+{self.perception.depth_name}/{self.protocol}"
 
     def __call__(self, images: Sequence[Any], prompts: Sequence[str]):
-        from ..geometry import ImageScore, score_images
+        from ..geometry import score_images
+        from ..perception.batching import undetermined_score
 
         results = self.perception.run(list(images), list(prompts))
         scores: list[Any] = [None] * len(results)
@@ -81,17 +82,7 @@ class PerceptionScorer:
         for i, r in enumerate(results):
             if i not in judged:
                 parsed = r.prompt or parse_spatial_prompt(prompts[i])
-                scores[i] = ImageScore(
-                    protocol=self.protocol,
-                    prompt=prompts[i],
-                    relation=parsed.relation,
-                    subject=parsed.subject_noun,
-                    object=parsed.object_noun,
-                    score=0.0,
-                    objects_found=False,
-                    correct=None,
-                    details={"reason": r.undetermined_reason},
-                )
+                scores[i] = undetermined_score(self.protocol, parsed, r.undetermined_reason, text=prompts[i])
         if judged:
             pick = [results[i] for i in judged]
             verdicts = score_images(

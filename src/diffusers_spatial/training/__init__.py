@@ -16,6 +16,7 @@ The scripts read like diffusers' `train_text_to_image_lora.py`; what they share 
 | `checkpoints` | checkpoint naming, `latest`, total limit, atomic saves, the non-finite loss stop |
 | `validation` | validation prompts, images, spatial scoring, tracker logging |
 | `model_card` | the README.md model card |
+| `setup` | the model-independent steps of the scripts around their training loop (accelerator, seed, data, ...) |
 | `stats` | samples per second, peak memory and the loss curve of a run (`training_summary.json`) |
 """
 

@@ -175,7 +175,21 @@ def balance_report(keys: Sequence[RelationKey | None], weights: np.ndarray) -> B
     )
 
 
-class RelationBalancedSampler(Sampler[int]):
+class _EpochSeededSampler(Sampler[int]):
+    """An index stream that is a pure function of (seed, epoch): subclasses draw it from `_epoch_generator()`."""
+
+    def __init__(self, seed: int):
+        self.seed = int(seed)
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = int(epoch)
+
+    def _epoch_generator(self) -> torch.Generator:
+        return torch.Generator().manual_seed(derive_seed(self.seed, self.epoch))
+
+
+class RelationBalancedSampler(_EpochSeededSampler):
     """Draw row indices with replacement from fixed weights, a fresh permutation-free stream per epoch.
 
     The stream of epoch `e` depends only on (seed, e): every process of a distributed run draws the same one
@@ -206,21 +220,17 @@ class RelationBalancedSampler(Sampler[int]):
         self.num_samples = len(weights) if num_samples is None else int(num_samples)
         if self.num_samples < 1:
             raise ValueError(f"num_samples must be >= 1, got {num_samples!r}")
-        self.seed = int(seed)
-        self.epoch = 0
-
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = int(epoch)
+        super().__init__(seed)
 
     def __iter__(self) -> Iterator[int]:
-        rng = torch.Generator().manual_seed(derive_seed(self.seed, self.epoch))
+        rng = self._epoch_generator()
         yield from torch.multinomial(self.weights, self.num_samples, replacement=True, generator=rng).tolist()
 
     def __len__(self) -> int:
         return self.num_samples
 
 
-class SeededRandomSampler(Sampler[int]):
+class SeededRandomSampler(_EpochSeededSampler):
     """A fresh permutation of the rows per epoch, a pure function of (seed, epoch) (the unbalanced sampler).
 
     Examples:
@@ -237,15 +247,10 @@ class SeededRandomSampler(Sampler[int]):
         if num_rows < 1:
             raise ValueError(f"num_rows must be >= 1, got {num_rows}")
         self.num_rows = int(num_rows)
-        self.seed = int(seed)
-        self.epoch = 0
-
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = int(epoch)
+        super().__init__(seed)
 
     def __iter__(self) -> Iterator[int]:
-        rng = torch.Generator().manual_seed(derive_seed(self.seed, self.epoch))
-        yield from torch.randperm(self.num_rows, generator=rng).tolist()
+        yield from torch.randperm(self.num_rows, generator=self._epoch_generator()).tolist()
 
     def __len__(self) -> int:
         return self.num_rows

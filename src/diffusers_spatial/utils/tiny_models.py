@@ -105,7 +105,37 @@ def _tiny_vae() -> AutoencoderKL:
     )
 
 
-def _save(pipe, path: str | os.PathLike | None):
+def _tiny_unet(**kwargs) -> UNet2DConditionModel:
+    # The two-level UNet every tiny pipeline shares; `kwargs` adds the flavour (attention, added conditioning).
+    return UNet2DConditionModel(
+        block_out_channels=(16, 32),
+        layers_per_block=1,
+        sample_size=32,
+        in_channels=4,
+        out_channels=4,
+        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
+        up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
+        norm_num_groups=4,
+        **kwargs,
+    )
+
+
+def _vae_and_text_encoder(seed: int) -> dict:
+    # `vae`, `tokenizer`, `text_encoder` of every tiny pipeline. Each component has its own seed, so changing one
+    # component's config leaves the others' weights unchanged.
+    torch.manual_seed(seed + 1)
+    vae = _tiny_vae()
+    torch.manual_seed(seed + 2)
+    tokenizer = tiny_clip_tokenizer()
+    return {"vae": vae, "tokenizer": tokenizer, "text_encoder": CLIPTextModel(_text_config(tokenizer))}
+
+
+# The noise schedule of SD 1.x / 2.x / XL.
+_SD_BETAS = {"beta_start": 0.00085, "beta_end": 0.012, "beta_schedule": "scaled_linear", "steps_offset": 1}
+
+
+def _finish(pipe, path: str | os.PathLike | None):
+    pipe.set_progress_bar_config(disable=True)
     if path is not None:
         pipe.save_pretrained(os.fspath(path), safe_serialization=True)
     return pipe
@@ -125,37 +155,16 @@ def make_tiny_sd(
         A `StableDiffusionPipeline` (no safety checker) on the CPU in float32.
     """
     torch.manual_seed(seed)
-    unet = UNet2DConditionModel(
-        block_out_channels=(16, 32),
-        layers_per_block=1,
-        sample_size=32,
-        in_channels=4,
-        out_channels=4,
-        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
-        up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
-        cross_attention_dim=32,
-        attention_head_dim=(2, 4) if sd2 else 8,
-        use_linear_projection=sd2,
-        norm_num_groups=4,
-    )
-    torch.manual_seed(seed + 1)
-    vae = _tiny_vae()
-    torch.manual_seed(seed + 2)
-    tokenizer = tiny_clip_tokenizer()
-    text_encoder = CLIPTextModel(_text_config(tokenizer))
+    unet = _tiny_unet(cross_attention_dim=32, attention_head_dim=(2, 4) if sd2 else 8, use_linear_projection=sd2)
+    components = _vae_and_text_encoder(seed)
     scheduler = DDIMScheduler(
-        beta_start=0.00085,
-        beta_end=0.012,
-        beta_schedule="scaled_linear",
+        **_SD_BETAS,
         clip_sample=False,
         set_alpha_to_one=False,
-        steps_offset=1,
         prediction_type="v_prediction" if sd2 else "epsilon",
     )
     pipe = StableDiffusionPipeline(
-        vae=vae,
-        text_encoder=text_encoder,
-        tokenizer=tokenizer,
+        **components,
         unet=unet,
         scheduler=scheduler,
         safety_checker=None,
@@ -163,8 +172,7 @@ def make_tiny_sd(
         image_encoder=None,
         requires_safety_checker=False,
     )
-    pipe.set_progress_bar_config(disable=True)
-    return _save(pipe, path)
+    return _finish(pipe, path)
 
 
 def make_tiny_sdxl(path: str | os.PathLike | None = None, seed: int = 0) -> StableDiffusionXLPipeline:
@@ -179,14 +187,7 @@ def make_tiny_sdxl(path: str | os.PathLike | None = None, seed: int = 0) -> Stab
     """
     torch.manual_seed(seed)
     addition_time_embed_dim, projection_dim = 8, 32
-    unet = UNet2DConditionModel(
-        block_out_channels=(16, 32),
-        layers_per_block=1,
-        sample_size=32,
-        in_channels=4,
-        out_channels=4,
-        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
-        up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
+    unet = _tiny_unet(
         attention_head_dim=(2, 4),
         use_linear_projection=True,
         addition_embed_type="text_time",
@@ -195,35 +196,21 @@ def make_tiny_sdxl(path: str | os.PathLike | None = None, seed: int = 0) -> Stab
         # 6 micro-conditioning numbers (original size, crop, target size) + the pooled text embedding.
         projection_class_embeddings_input_dim=6 * addition_time_embed_dim + projection_dim,
         cross_attention_dim=64,  # the two text encoders' hidden states, concatenated
-        norm_num_groups=4,
     )
-    torch.manual_seed(seed + 1)
-    vae = _tiny_vae()
-    torch.manual_seed(seed + 2)
-    tokenizer = tiny_clip_tokenizer()
-    text_encoder = CLIPTextModel(_text_config(tokenizer))
+    components = _vae_and_text_encoder(seed)
     torch.manual_seed(seed + 3)
     tokenizer_2 = tiny_clip_tokenizer()
     text_encoder_2 = CLIPTextModelWithProjection(_text_config(tokenizer_2, projection_dim=projection_dim))
-    scheduler = EulerDiscreteScheduler(
-        beta_start=0.00085,
-        beta_end=0.012,
-        beta_schedule="scaled_linear",
-        steps_offset=1,
-        timestep_spacing="leading",
-    )
+    scheduler = EulerDiscreteScheduler(**_SD_BETAS, timestep_spacing="leading")
     pipe = StableDiffusionXLPipeline(
-        vae=vae,
-        text_encoder=text_encoder,
+        **components,
         text_encoder_2=text_encoder_2,
-        tokenizer=tokenizer,
         tokenizer_2=tokenizer_2,
         unet=unet,
         scheduler=scheduler,
         force_zeros_for_empty_prompt=True,
     )
-    pipe.set_progress_bar_config(disable=True)
-    return _save(pipe, path)
+    return _finish(pipe, path)
 
 
 def make_tiny_lora(
