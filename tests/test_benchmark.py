@@ -372,7 +372,7 @@ def test_bench_command_round_trips_through_the_cli_parser(monkeypatch):
     from diffusers_spatial.cli import build_parser
     from diffusers_spatial.commands import bench as bench_cli
 
-    monkeypatch.setattr(bench_cli, "_check_source", lambda value, flag: None)  # the round trip is about the flags
+    monkeypatch.setattr(bench_cli, "check_source", lambda value, flag: None)  # the round trip is about the flags
     config = BenchConfig(
         model="m",
         lora="l",

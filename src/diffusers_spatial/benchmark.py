@@ -71,6 +71,7 @@ from typing import Any
 
 from diffusers.utils import logging
 
+from .metric.report import format_cell, markdown_table
 from .suites import SUITES, SuitePrompt, build_suite, write_suite
 from .utils.distributed import process_state
 
@@ -832,18 +833,6 @@ def bench_command(config: BenchConfig, out_dir: str | os.PathLike, *, always: Se
 # --------------------------------------------------------------------------------------------------------------
 
 
-def _fmt(value: Any) -> str:
-    from .metric.report import _fmt as fmt
-
-    return fmt(value)
-
-
-def _table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> list[str]:
-    from .metric.report import _table as table
-
-    return table(header, rows)
-
-
 def _headline_header(protocol: str) -> str:
     unit = " (%)" if protocol in _PERCENT_PROTOCOLS else ""
     return f"{protocol} {HEADLINE_FIGURES[protocol]}{unit}"
@@ -916,10 +905,10 @@ def render_bench_markdown(report: Mapping[str, Any], plots: Mapping[str, str] | 
             swaps = ", ".join(f"{a} -> {b}" for a, b in tore["swaps"].items()) or "none"
             rates_text = ", ".join(f"{r} {v:.2f}" for r, v in rates.items()) or "no determined image"
             rows.append([model, rates_text, tore["config"]["tau"], swaps, tore["n_triplets"]])
-        out += _table(["TORE of model", "success rates (calibration)", "tau", "rewrites", "triplets"], rows)
+        out += markdown_table(["TORE of model", "success rates (calibration)", "tau", "rewrites", "triplets"], rows)
     out += ["## Comparison", ""]
     header, rows = _comparison_rows(report)
-    out += _table(header, rows)
+    out += markdown_table(header, rows)
     out += [
         "Headline figures: VISOR_uncond in percent, the others as fractions of the images (see docs/metrics.md). "
         "`–`: the protocol scores no image of this suite (e.g. a 3D protocol on a 2D suite, or T2I-CompBench 3D "
@@ -937,9 +926,9 @@ def render_bench_markdown(report: Mapping[str, Any], plots: Mapping[str, str] | 
         cells = []
         for name in report["variants"]:
             stats = per_relation[name].get(relation)
-            cells.append("–" if stats is None else f"{_fmt(stats['rate'])} ({stats['correct']}/{stats['n']})")
+            cells.append("–" if stats is None else f"{format_cell(stats['rate'])} ({stats['correct']}/{stats['n']})")
         rows.append([relation, *cells])
-    out += _table(["relation", *(v["label"] for v in report["variants"].values())], rows)
+    out += markdown_table(["relation", *(v["label"] for v in report["variants"].values())], rows)
     if "per_relation" in plots:
         out += [f"![accuracy per relation per variant]({plots['per_relation']})", ""]
     if "grid" in plots:
@@ -960,7 +949,7 @@ def render_bench_markdown(report: Mapping[str, Any], plots: Mapping[str, str] | 
         (f"calibration ({model})", stage["folder"]) for model, stage in report["calibration"]["stages"].items()
     ]
     stage_rows = [[label, f"[{folder}/eval/report.md]({folder}/eval/report.md)"] for label, folder in folders]
-    out += _table(["run", "full metric report"], stage_rows)
+    out += markdown_table(["run", "full metric report"], stage_rows)
     out += ["## Reproduce", "", "```bash", report["command"], "```", ""]
     if report.get("appendix"):
         out += [report["appendix"].strip(), ""]
@@ -970,7 +959,7 @@ def render_bench_markdown(report: Mapping[str, Any], plots: Mapping[str, str] | 
 def format_summary(report: Mapping[str, Any]) -> str:
     """A plain-text summary for the console: the notice, the comparison table and the calibration method."""
     header, rows = _comparison_rows(report)
-    cells = [header] + [[_fmt(v) for v in row] for row in rows]
+    cells = [header] + [[format_cell(v) for v in row] for row in rows]
     widths = [max(len(str(row[i])) for row in cells) for i in range(len(header))]
     lines = []
     if report.get("notice"):
@@ -1010,9 +999,9 @@ def _grouped_bars(ax, groups: Sequence[str], series: Mapping[str, Mapping[str, t
 
 def plot_comparison(report: Mapping[str, Any], path: str | os.PathLike) -> Path:
     """Grouped bars: each protocol's headline figure (on 0..1), one bar per variant."""
-    from .metric.plots import _pyplot, _save
+    from .metric.plots import pyplot, save_figure
 
-    plt = _pyplot()
+    plt = pyplot()
     protocols, headline = report["protocols"], report["comparison"]["headline"]
     series = {}
     for name, variant in report["variants"].items():
@@ -1031,16 +1020,16 @@ def plot_comparison(report: Mapping[str, Any], path: str | os.PathLike) -> Path:
     ax.set_xticks(range(len(protocols)), [f"{p}\n{HEADLINE_FIGURES[p]}" for p in protocols], fontsize=8)
     ax.set_ylabel("headline figure (fraction; VISOR_uncond / 100)")
     ax.set_title(_title("Headline figure per protocol and variant", report.get("notice")), fontsize=9)
-    out = _save(fig, Path(path))
+    out = save_figure(fig, Path(path))
     plt.close(fig)
     return out
 
 
 def plot_per_relation(report: Mapping[str, Any], path: str | os.PathLike) -> Path:
     """Grouped bars: the primary protocol's accuracy per relation, one bar per variant (correct / n above each)."""
-    from .metric.plots import _pyplot, _save
+    from .metric.plots import pyplot, save_figure
 
-    plt = _pyplot()
+    plt = pyplot()
     relations, per_relation = _relations(report), report["comparison"]["per_relation"]
     series = {
         variant["label"]: {
@@ -1056,7 +1045,7 @@ def plot_per_relation(report: Mapping[str, Any], path: str | os.PathLike) -> Pat
     ax.set_ylabel("accuracy (correct / determined images)")
     title = f"{report['primary_protocol']} accuracy per relation and variant (above a bar: correct / determined)"
     ax.set_title(_title(title, report.get("notice")), fontsize=9)
-    out = _save(fig, Path(path))
+    out = save_figure(fig, Path(path))
     plt.close(fig)
     return out
 
@@ -1112,9 +1101,9 @@ def plot_image_grid(
     from matplotlib.patches import Rectangle
     from PIL import Image
 
-    from .metric.plots import _pyplot, _save
+    from .metric.plots import pyplot, save_figure
 
-    plt = _pyplot()
+    plt = pyplot()
     n_rows, n_cols = max(1, len(rows)), len(columns)
     fig, axes = plt.subplots(n_rows, n_cols, figsize=(2.5 * n_cols + 1.6, 2.9 * n_rows + 0.8), squeeze=False)
     for i in range(n_rows):
@@ -1156,7 +1145,7 @@ def plot_image_grid(
         axes[0][0].text(0.5, 0.5, "no image", ha="center", va="center")
     fig.suptitle(title, fontsize=9)
     fig.tight_layout(rect=(0, 0, 1, 1 - 0.5 / fig.get_figheight()))  # keep the title clear of the column titles
-    out = _save(fig, Path(path))
+    out = save_figure(fig, Path(path))
     plt.close(fig)
     return out
 

@@ -20,13 +20,13 @@ from __future__ import annotations
 import argparse
 
 from ..suites import SUITES
-from .generate import DTYPES, _check_source, _finite_float, _int_at_least, _resolve_device_and_dtype
+from ._args import DTYPES, check_source, finite_float, int_at_least, resolve_device_and_dtype
 
 
 def _num_pairs(text: str) -> int | None:
     if text == "all":
         return None
-    return _int_at_least(1)(text)
+    return int_at_least(1)(text)
 
 
 def register(subparsers) -> None:
@@ -41,7 +41,7 @@ def register(subparsers) -> None:
     model = parser.add_argument_group("model")
     model.add_argument("--model", required=True, help="Hub model id or local diffusers folder (SD 1.x/2.x, SDXL).")
     model.add_argument("--lora", help="Spatial LoRA (file, folder or Hub id); adds the +LoRA and +LoRA+TORE runs.")
-    model.add_argument("--lora-scale", type=_finite_float, default=1.0, help="Scale of the fused LoRA (default 1).")
+    model.add_argument("--lora-scale", type=finite_float, default=1.0, help="Scale of the fused LoRA (default 1).")
     model.add_argument("--tore", help="A calibrated TORE (folder, tore_config.json or Hub id); default: calibrate.")
     model.add_argument("--device", help="e.g. cuda, cuda:1, cpu (default: the accelerate process's device).")
     model.add_argument("--dtype", choices=DTYPES, default="auto", help="Weights dtype (default: the checkpoint's).")
@@ -49,14 +49,14 @@ def register(subparsers) -> None:
     prompts = parser.add_argument_group("prompts and generation")
     prompts.add_argument("--suite", choices=SUITES, default="sr2d", help="Prompt suite (default sr2d).")
     prompts.add_argument("--num-pairs", type=_num_pairs, default=50, help="Object pairs, or 'all' (default 50).")
-    prompts.add_argument("--suite-seed", type=_int_at_least(0), default=0, help="Seed of the suite's sampling.")
-    prompts.add_argument("--images-per-prompt", type=_int_at_least(1), default=4, help="Images per prompt (4).")
-    prompts.add_argument("--seed", type=_int_at_least(0), default=0, help="Run seed of the evaluation images.")
-    prompts.add_argument("--batch-size", type=_int_at_least(1), default=4, help="Images per pipeline call (4).")
-    prompts.add_argument("--steps", type=_int_at_least(1), help="Denoising steps (default: the pipeline's).")
-    prompts.add_argument("--guidance", type=_finite_float, help="Guidance scale (default: the pipeline's).")
-    prompts.add_argument("--height", type=_int_at_least(8, 8), help="Image height in pixels, a multiple of 8.")
-    prompts.add_argument("--width", type=_int_at_least(8, 8), help="Image width in pixels, a multiple of 8.")
+    prompts.add_argument("--suite-seed", type=int_at_least(0), default=0, help="Seed of the suite's sampling.")
+    prompts.add_argument("--images-per-prompt", type=int_at_least(1), default=4, help="Images per prompt (4).")
+    prompts.add_argument("--seed", type=int_at_least(0), default=0, help="Run seed of the evaluation images.")
+    prompts.add_argument("--batch-size", type=int_at_least(1), default=4, help="Images per pipeline call (4).")
+    prompts.add_argument("--steps", type=int_at_least(1), help="Denoising steps (default: the pipeline's).")
+    prompts.add_argument("--guidance", type=finite_float, help="Guidance scale (default: the pipeline's).")
+    prompts.add_argument("--height", type=int_at_least(8, 8), help="Image height in pixels, a multiple of 8.")
+    prompts.add_argument("--width", type=int_at_least(8, 8), help="Image width in pixels, a multiple of 8.")
 
     metric = parser.add_argument_group("metric")
     metric.add_argument(
@@ -70,11 +70,11 @@ def register(subparsers) -> None:
     metric.add_argument("--primary-protocol", help="Protocol of TORE's bias table and the per-relation table.")
     metric.add_argument("--detector", default="embedded", help="Detector: 'embedded' (offline), a preset or a model.")
     metric.add_argument("--depth-model", help="Depth model for in front of / behind (default: none).")
-    metric.add_argument("--eval-batch-size", type=_int_at_least(1), default=8, help="Images per detector call.")
+    metric.add_argument("--eval-batch-size", type=int_at_least(1), default=8, help="Images per detector call.")
 
     tore = parser.add_argument_group("TORE calibration")
-    tore.add_argument("--tau", type=_finite_float, default=0.0, help="Swap only when the swap wins by more than tau.")
-    tore.add_argument("--min-count", type=_int_at_least(1), default=10, help="Samples a triplet needs (default 10).")
+    tore.add_argument("--tau", type=finite_float, default=0.0, help="Swap only when the swap wins by more than tau.")
+    tore.add_argument("--min-count", type=int_at_least(1), default=10, help="Samples a triplet needs (default 10).")
     tore.add_argument(
         "--calibration",
         choices=("seed", "facts"),
@@ -82,7 +82,7 @@ def register(subparsers) -> None:
         help="Held-out calibration: 'seed' = the same prompts from another seed (default); 'facts' = other object "
         "pairs of the suite.",
     )
-    tore.add_argument("--calibration-seed", type=_int_at_least(0), help="Seed of the calibration images (seed + 1).")
+    tore.add_argument("--calibration-seed", type=int_at_least(0), help="Seed of the calibration images (seed + 1).")
     tore.add_argument(
         "--lora-tore-calibration",
         choices=("lora", "baseline"),
@@ -99,8 +99,8 @@ def config_from_args(args: argparse.Namespace):
     from ..benchmark import BenchConfig
 
     for value, flag in ((args.model, "--model"), (args.lora, "--lora"), (args.tore, "--tore")):
-        _check_source(value, flag)
-    _resolve_device_and_dtype(args)  # an unavailable device or fp16 on the CPU fails before any model loads
+        check_source(value, flag)
+    resolve_device_and_dtype(args)  # an unavailable device or fp16 on the CPU fails before any model loads
     return BenchConfig(
         model=args.model,
         lora=args.lora,

@@ -25,7 +25,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from .generate import _int_at_least
+from ._args import int_at_least
 
 TINY_MODEL_NOTICE = (
     "TINY RANDOM MODEL: a tiny Stable Diffusion with random weights, built from a config offline. It draws noise, "
@@ -45,11 +45,11 @@ def register(subparsers) -> None:
         "same command to resume.",
     )
     parser.add_argument("--out", default="outputs/demo", help="Output folder (default outputs/demo; resumed).")
-    parser.add_argument("--train-steps", type=_int_at_least(1), default=10, help="ESPLoRA training steps (10).")
-    parser.add_argument("--num-pairs", type=_int_at_least(1), default=1, help="Object pairs of the suite (1).")
-    parser.add_argument("--images-per-prompt", type=_int_at_least(1), default=2, help="Images per prompt (2).")
-    parser.add_argument("--steps", type=_int_at_least(1), default=2, help="Denoising steps (2).")
-    parser.add_argument("--size", type=_int_at_least(8, 8), default=32, help="Image size in pixels (32).")
+    parser.add_argument("--train-steps", type=int_at_least(1), default=10, help="ESPLoRA training steps (10).")
+    parser.add_argument("--num-pairs", type=int_at_least(1), default=1, help="Object pairs of the suite (1).")
+    parser.add_argument("--images-per-prompt", type=int_at_least(1), default=2, help="Images per prompt (2).")
+    parser.add_argument("--steps", type=int_at_least(1), default=2, help="Denoising steps (2).")
+    parser.add_argument("--size", type=int_at_least(8, 8), default=32, help="Image size in pixels (32).")
     parser.add_argument("--no-progress", action="store_true", help="Hide progress bars.")
     parser.set_defaults(func=run)
 

@@ -17,37 +17,10 @@ Run it again with the same arguments to resume a killed run.
 from __future__ import annotations
 
 import argparse
-import math
 import os
 
 from ..suites import SUITES
-
-DTYPES = ("auto", "float32", "float16", "bfloat16")
-
-
-def _int_at_least(minimum: int, multiple_of: int = 1):
-    def parse(text: str) -> int:
-        try:
-            value = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
-        if value < minimum:
-            raise argparse.ArgumentTypeError(f"must be >= {minimum}, got {value}")
-        if value % multiple_of:
-            raise argparse.ArgumentTypeError(f"must be a multiple of {multiple_of}, got {value}")
-        return value
-
-    return parse
-
-
-def _finite_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-    if not math.isfinite(value):
-        raise argparse.ArgumentTypeError(f"must be a finite number, got {text!r}")
-    return value
+from ._args import DTYPES, check_source, finite_float, int_at_least, resolve_device_and_dtype
 
 
 def register(subparsers) -> None:
@@ -61,7 +34,7 @@ def register(subparsers) -> None:
     model = parser.add_argument_group("model")
     model.add_argument("--model", required=True, help="Hub model id or local diffusers folder (SD 1.x/2.x, SDXL).")
     model.add_argument("--lora", help="Spatial LoRA: a .safetensors file, a folder or a Hub id (fused).")
-    model.add_argument("--lora-scale", type=_finite_float, help="LoRA scale (default: the saved one, else 1.0).")
+    model.add_argument("--lora-scale", type=finite_float, help="LoRA scale (default: the saved one, else 1.0).")
     model.add_argument("--tore", help="TORE config: a folder or tore_config.json, or a Hub id.")
     model.add_argument("--device", help="e.g. cuda, cuda:1, cpu (default: the accelerate process's device).")
     model.add_argument("--dtype", choices=DTYPES, default="auto", help="Weights dtype (default: the checkpoint's).")
@@ -73,34 +46,20 @@ def register(subparsers) -> None:
         "--prompts",
         help="A suite file written by `diffusers_spatial.suites.write_suite` (.jsonl), or .txt: one a line.",
     )
-    prompts.add_argument("--num-pairs", type=_int_at_least(1), help="Object pairs to sample (default: all).")
-    prompts.add_argument("--suite-seed", type=_int_at_least(0), default=0, help="Seed of the suite's sampling.")
+    prompts.add_argument("--num-pairs", type=int_at_least(1), help="Object pairs to sample (default: all).")
+    prompts.add_argument("--suite-seed", type=int_at_least(0), default=0, help="Seed of the suite's sampling.")
 
     gen = parser.add_argument_group("generation")
-    gen.add_argument("--images-per-prompt", type=_int_at_least(1), default=4, help="Images per prompt (default 4).")
-    gen.add_argument("--seed", type=_int_at_least(0), default=0, help="Run seed; each image's seed derives from it.")
-    gen.add_argument("--batch-size", type=_int_at_least(1), default=4, help="Images per pipeline call (default 4).")
-    gen.add_argument("--steps", type=_int_at_least(1), help="Denoising steps (default: the pipeline's).")
-    gen.add_argument(
-        "--guidance", type=_finite_float, help="Classifier-free guidance scale (default: the pipeline's)."
-    )
-    gen.add_argument("--height", type=_int_at_least(8, 8), help="Image height in pixels, a multiple of 8.")
-    gen.add_argument("--width", type=_int_at_least(8, 8), help="Image width in pixels, a multiple of 8.")
+    gen.add_argument("--images-per-prompt", type=int_at_least(1), default=4, help="Images per prompt (default 4).")
+    gen.add_argument("--seed", type=int_at_least(0), default=0, help="Run seed; each image's seed derives from it.")
+    gen.add_argument("--batch-size", type=int_at_least(1), default=4, help="Images per pipeline call (default 4).")
+    gen.add_argument("--steps", type=int_at_least(1), help="Denoising steps (default: the pipeline's).")
+    gen.add_argument("--guidance", type=finite_float, help="Classifier-free guidance scale (default: the pipeline's).")
+    gen.add_argument("--height", type=int_at_least(8, 8), help="Image height in pixels, a multiple of 8.")
+    gen.add_argument("--width", type=int_at_least(8, 8), help="Image width in pixels, a multiple of 8.")
     gen.add_argument("--out", required=True, help="Output folder (resumed if it holds a run).")
     gen.add_argument("--no-progress", action="store_true", help="Hide the progress bar.")
     parser.set_defaults(func=run)
-
-
-def _check_source(value: str | None, flag: str) -> None:
-    """A local path must exist; anything else must at least be a valid Hub id."""
-    from huggingface_hub.utils import HFValidationError, validate_repo_id
-
-    if value is None or os.path.exists(value):
-        return
-    try:
-        validate_repo_id(value)
-    except HFValidationError:
-        raise ValueError(f"{flag} {value!r} is neither an existing path nor a Hub id") from None
 
 
 def _read_prompts(args) -> list:
@@ -122,23 +81,6 @@ def _read_prompts(args) -> list:
     return prompts
 
 
-def _resolve_device_and_dtype(args):
-    import torch
-
-    from ..generation import process_state
-
-    try:
-        device = torch.device(args.device) if args.device else process_state().device
-    except RuntimeError as err:
-        raise ValueError(f"--device {args.device!r} is not a device ({err})") from None
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"--device {args.device!r}: CUDA is not available on this machine")
-    dtype = None if args.dtype == "auto" else getattr(torch, args.dtype)
-    if dtype == torch.float16 and device.type == "cpu":
-        raise ValueError("--dtype float16 does not run on the CPU; use float32 or bfloat16")
-    return device, dtype
-
-
 def run(args: argparse.Namespace) -> int:
     from ..generation import (
         MANIFEST_NAME,
@@ -151,11 +93,11 @@ def run(args: argparse.Namespace) -> int:
 
     try:
         for value, flag in ((args.model, "--model"), (args.lora, "--lora"), (args.tore, "--tore")):
-            _check_source(value, flag)
+            check_source(value, flag)
         if os.path.exists(args.out) and not os.path.isdir(args.out):
             raise ValueError(f"--out {args.out!r} exists and is not a folder")
         prompts = _read_prompts(args)
-        device, dtype = _resolve_device_and_dtype(args)
+        device, dtype = resolve_device_and_dtype(args)
         pipe = load_generation_pipeline(
             args.model, lora=args.lora, lora_scale=args.lora_scale, tore=args.tore, device=device, torch_dtype=dtype
         )

@@ -23,7 +23,7 @@ __all__ = ["plot_report"]
 _ORDERS = ("as_written", "swapped")
 
 
-def _pyplot():
+def pyplot():
     import matplotlib
 
     matplotlib.use("Agg", force=False)  # files only; keep an interactive backend a user already chose
@@ -32,7 +32,7 @@ def _pyplot():
     return plt
 
 
-def _save(fig, path: Path) -> Path:
+def save_figure(fig, path: Path) -> Path:
     tmp = path.with_name(path.stem + ".tmp.png")
     fig.savefig(tmp, dpi=120, bbox_inches="tight")
     os.replace(tmp, path)
@@ -58,7 +58,7 @@ def _annotate(ax, bars, labels) -> None:
 
 
 def plot_accuracy_per_relation(report: Mapping[str, Any], path: Path) -> Path:
-    plt = _pyplot()
+    plt = pyplot()
     protocols = list(report["protocols"])
     relations = [r for r in RELATIONS if any(r in report["protocols"][p]["per_relation"] for p in protocols)]
     fig, ax = plt.subplots(figsize=(max(6.5, 1.4 * len(relations) + 2.5), 4.4))
@@ -95,13 +95,13 @@ def plot_accuracy_per_relation(report: Mapping[str, Any], path: Path) -> Path:
     ]
     ax.legend(handles=handles, fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.1), ncol=3, frameon=False)
     ax.grid(axis="y", alpha=0.3)
-    out = _save(fig, path)
+    out = save_figure(fig, path)
     plt.close(fig)
     return out
 
 
 def plot_order_bias(report: Mapping[str, Any], path: Path) -> Path:
-    plt = _pyplot()
+    plt = pyplot()
     protocols = list(report["protocols"])
     fig, axes = plt.subplots(1, len(protocols), figsize=(3.4 * len(protocols) + 0.6, 3.9), squeeze=False, sharey=True)
     for ax, protocol in zip(axes[0], protocols):
@@ -140,7 +140,7 @@ def plot_order_bias(report: Mapping[str, Any], path: Path) -> Path:
         fontsize=10,
     )
     fig.tight_layout(rect=(0, 0, 0.93, 1))
-    out = _save(fig, path)
+    out = save_figure(fig, path)
     plt.close(fig)
     return out
 
@@ -148,7 +148,7 @@ def plot_order_bias(report: Mapping[str, Any], path: Path) -> Path:
 def plot_confusion(report: Mapping[str, Any], protocol: str, path: Path) -> Path:
     import numpy as np
 
-    plt = _pyplot()
+    plt = pyplot()
     confusion = report["protocols"][protocol]["confusion"]
     rows, columns = confusion["rows"], confusion["columns"]
     counts = np.asarray(confusion["matrix"], dtype=float).reshape(len(rows), len(columns))
@@ -169,7 +169,7 @@ def plot_confusion(report: Mapping[str, Any], protocol: str, path: Path) -> Path
     ax.set_title(f"{protocol}: expected vs detected relation")
     if not rows:
         ax.text(0, 0, "no scored image", ha="center", va="center")
-    out = _save(fig, path)
+    out = save_figure(fig, path)
     plt.close(fig)
     return out
 

@@ -150,7 +150,7 @@ def build_report(
 # --------------------------------------------------------------------------------------------------------------
 
 
-def _fmt(value: Any) -> str:
+def format_cell(value: Any) -> str:
     if value is None:
         return "–"
     if isinstance(value, bool):
@@ -160,9 +160,9 @@ def _fmt(value: Any) -> str:
     return str(value)
 
 
-def _table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> list[str]:
+def markdown_table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> list[str]:
     lines = ["| " + " | ".join(header) + " |", "| " + " | ".join("---" for _ in header) + " |"]
-    lines += ["| " + " | ".join(_fmt(v) for v in row) + " |" for row in rows]
+    lines += ["| " + " | ".join(format_cell(v) for v in row) + " |" for row in rows]
     return lines + [""]
 
 
@@ -191,7 +191,7 @@ def render_markdown(report: Mapping[str, Any], plots: Mapping[str, str] | None =
     ]
     for protocol, figures in report["summary"].items():
         out += [f"**{protocol}**", ""]
-        out += _table(list(figures), [list(figures.values())])
+        out += markdown_table(list(figures), [list(figures.values())])
     if "accuracy_per_relation" in plots:
         out += [f"![accuracy per relation]({plots['accuracy_per_relation']})", ""]
     if "order_bias" in plots:
@@ -218,25 +218,25 @@ def render_markdown(report: Mapping[str, Any], plots: Mapping[str, str] | None =
                 ]
             )
         out += ["Per relation (determined images; order: alphabetical subject first = as written):", ""]
-        out += _table(["relation", "n", "correct", "accuracy", "as written", "swapped", "undetermined"], rows)
+        out += markdown_table(["relation", "n", "correct", "accuracy", "as written", "swapped", "undetermined"], rows)
         cf = section["counterfactual"]
         objects = section["object_accuracy"]
         out += [
-            f"- counterfactual consistency: {_fmt(cf.get('consistency'))} over {cf.get('n_pairs', 0)} pairs "
+            f"- counterfactual consistency: {format_cell(cf.get('consistency'))} over {cf.get('n_pairs', 0)} pairs "
             f"({cf.get('both_right', 0)} right both ways)",
-            f"- object accuracy: subject {_fmt(objects['subject'])}, object {_fmt(objects['object'])}, "
-            f"both {_fmt(objects['both'])}",
+            f"- object accuracy: subject {format_cell(objects['subject'])}, object {format_cell(objects['object'])}, "
+            f"both {format_cell(objects['both'])}",
             f"- undetermined: {section['undetermined'] + section['not_scored']} of "
             f"{section['n_images'] + section['not_scored']} images; out of scope (relations {protocol} does not "
             f"score): {section['out_of_scope']}",
             "",
         ]
         if section["undetermined_reasons"]:
-            out += _table(["undetermined because", "images"], list(section["undetermined_reasons"].items()))
+            out += markdown_table(["undetermined because", "images"], list(section["undetermined_reasons"].items()))
         confusion = section["confusion"]
         if confusion["rows"]:
             out += ["Expected (rows) vs detected (columns) relation:", ""]
-            out += _table(
+            out += markdown_table(
                 ["expected \\ detected", *confusion["columns"]],
                 [[r, *row] for r, row in zip(confusion["rows"], confusion["matrix"])],
             )
@@ -246,9 +246,9 @@ def render_markdown(report: Mapping[str, Any], plots: Mapping[str, str] | None =
     left_out = report["undetermined"]
     if left_out["count"]:
         out += ["## Images left out (undetermined)", ""]
-        out += _table(["reason", "images"], list(left_out["reasons"].items()))
+        out += markdown_table(["reason", "images"], list(left_out["reasons"].items()))
         shown = left_out["images"][:max_items]
-        out += _table(["image", "prompt", "reason"], [[i["key"], i["prompt"], i["reason"]] for i in shown])
+        out += markdown_table(["image", "prompt", "reason"], [[i["key"], i["prompt"], i["reason"]] for i in shown])
         if len(left_out["images"]) > max_items:
             out += [f"... and {len(left_out['images']) - max_items} more (see report.json).", ""]
     return "\n".join(out)

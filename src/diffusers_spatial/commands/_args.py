@@ -1,0 +1,67 @@
+"""Argument types and checks shared by the sub-commands (argparse `type=` callables raise ArgumentTypeError;
+the checks raise ValueError naming the flag and its value, before any model loads)."""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+
+__all__ = ["DTYPES", "check_source", "finite_float", "int_at_least", "resolve_device_and_dtype"]
+
+DTYPES = ("auto", "float32", "float16", "bfloat16")
+"""Choices of the --dtype flags; "auto" keeps the checkpoint's dtype."""
+
+
+def int_at_least(minimum: int, multiple_of: int = 1):
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"must be >= {minimum}, got {value}")
+        if value % multiple_of:
+            raise argparse.ArgumentTypeError(f"must be a multiple of {multiple_of}, got {value}")
+        return value
+
+    return parse
+
+
+def finite_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"must be a finite number, got {text!r}")
+    return value
+
+
+def check_source(value: str | None, flag: str) -> None:
+    """A local path must exist; anything else must at least be a valid Hub id."""
+    from huggingface_hub.utils import HFValidationError, validate_repo_id
+
+    if value is None or os.path.exists(value):
+        return
+    try:
+        validate_repo_id(value)
+    except HFValidationError:
+        raise ValueError(f"{flag} {value!r} is neither an existing path nor a Hub id") from None
+
+
+def resolve_device_and_dtype(args):
+    import torch
+
+    from ..utils.distributed import process_state
+
+    try:
+        device = torch.device(args.device) if args.device else process_state().device
+    except RuntimeError as err:
+        raise ValueError(f"--device {args.device!r} is not a device ({err})") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"--device {args.device!r}: CUDA is not available on this machine")
+    dtype = None if args.dtype == "auto" else getattr(torch, args.dtype)
+    if dtype == torch.float16 and device.type == "cpu":
+        raise ValueError("--dtype float16 does not run on the CPU; use float32 or bfloat16")
+    return device, dtype
