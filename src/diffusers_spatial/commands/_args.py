@@ -7,7 +7,15 @@ import argparse
 import math
 import os
 
-__all__ = ["DTYPES", "check_source", "finite_float", "int_at_least", "resolve_device_and_dtype"]
+__all__ = [
+    "DTYPES",
+    "add_device_arguments",
+    "add_sampling_arguments",
+    "check_source",
+    "finite_float",
+    "int_at_least",
+    "resolve_device_and_dtype",
+]
 
 DTYPES = ("auto", "float32", "float16", "bfloat16")
 """Choices of the --dtype flags; "auto" keeps the checkpoint's dtype."""
@@ -65,3 +73,22 @@ def resolve_device_and_dtype(args):
     if dtype == torch.float16 and device.type == "cpu":
         raise ValueError("--dtype float16 does not run on the CPU; use float32 or bfloat16")
     return device, dtype
+
+
+def add_device_arguments(group) -> None:
+    """--device / --dtype, as every command that loads a pipeline takes them."""
+    group.add_argument("--device", help="e.g. cuda, cuda:1, cpu (default: the accelerate process's device).")
+    group.add_argument("--dtype", choices=DTYPES, default="auto", help="Weights dtype (default: the checkpoint's).")
+
+
+def add_sampling_arguments(group) -> None:
+    """The image-generation flags shared by `generate` and `bench` (seeded per image, so resumable)."""
+    group.add_argument("--images-per-prompt", type=int_at_least(1), default=4, help="Images per prompt (default 4).")
+    group.add_argument("--seed", type=int_at_least(0), default=0, help="Run seed; each image's seed derives from it.")
+    group.add_argument("--batch-size", type=int_at_least(1), default=4, help="Images per pipeline call (default 4).")
+    group.add_argument("--steps", type=int_at_least(1), help="Denoising steps (default: the pipeline's).")
+    group.add_argument(
+        "--guidance", type=finite_float, help="Classifier-free guidance scale (default: the pipeline's)."
+    )
+    group.add_argument("--height", type=int_at_least(8, 8), help="Image height in pixels, a multiple of 8.")
+    group.add_argument("--width", type=int_at_least(8, 8), help="Image width in pixels, a multiple of 8.")

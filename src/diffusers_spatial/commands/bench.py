@@ -20,7 +20,14 @@ from __future__ import annotations
 import argparse
 
 from ..suites import SUITES
-from ._args import DTYPES, check_source, finite_float, int_at_least, resolve_device_and_dtype
+from ._args import (
+    add_device_arguments,
+    add_sampling_arguments,
+    check_source,
+    finite_float,
+    int_at_least,
+    resolve_device_and_dtype,
+)
 
 
 def _num_pairs(text: str) -> int | None:
@@ -43,20 +50,13 @@ def register(subparsers) -> None:
     model.add_argument("--lora", help="Spatial LoRA (file, folder or Hub id); adds the +LoRA and +LoRA+TORE runs.")
     model.add_argument("--lora-scale", type=finite_float, default=1.0, help="Scale of the fused LoRA (default 1).")
     model.add_argument("--tore", help="A calibrated TORE (folder, tore_config.json or Hub id); default: calibrate.")
-    model.add_argument("--device", help="e.g. cuda, cuda:1, cpu (default: the accelerate process's device).")
-    model.add_argument("--dtype", choices=DTYPES, default="auto", help="Weights dtype (default: the checkpoint's).")
+    add_device_arguments(model)
 
     prompts = parser.add_argument_group("prompts and generation")
     prompts.add_argument("--suite", choices=SUITES, default="sr2d", help="Prompt suite (default sr2d).")
     prompts.add_argument("--num-pairs", type=_num_pairs, default=50, help="Object pairs, or 'all' (default 50).")
     prompts.add_argument("--suite-seed", type=int_at_least(0), default=0, help="Seed of the suite's sampling.")
-    prompts.add_argument("--images-per-prompt", type=int_at_least(1), default=4, help="Images per prompt (4).")
-    prompts.add_argument("--seed", type=int_at_least(0), default=0, help="Run seed of the evaluation images.")
-    prompts.add_argument("--batch-size", type=int_at_least(1), default=4, help="Images per pipeline call (4).")
-    prompts.add_argument("--steps", type=int_at_least(1), help="Denoising steps (default: the pipeline's).")
-    prompts.add_argument("--guidance", type=finite_float, help="Guidance scale (default: the pipeline's).")
-    prompts.add_argument("--height", type=int_at_least(8, 8), help="Image height in pixels, a multiple of 8.")
-    prompts.add_argument("--width", type=int_at_least(8, 8), help="Image width in pixels, a multiple of 8.")
+    add_sampling_arguments(prompts)
 
     metric = parser.add_argument_group("metric")
     metric.add_argument(

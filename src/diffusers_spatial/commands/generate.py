@@ -20,7 +20,14 @@ import argparse
 import os
 
 from ..suites import SUITES
-from ._args import DTYPES, check_source, finite_float, int_at_least, resolve_device_and_dtype
+from ._args import (
+    add_device_arguments,
+    add_sampling_arguments,
+    check_source,
+    finite_float,
+    int_at_least,
+    resolve_device_and_dtype,
+)
 
 
 def register(subparsers) -> None:
@@ -36,8 +43,7 @@ def register(subparsers) -> None:
     model.add_argument("--lora", help="Spatial LoRA: a .safetensors file, a folder or a Hub id (fused).")
     model.add_argument("--lora-scale", type=finite_float, help="LoRA scale (default: the saved one, else 1.0).")
     model.add_argument("--tore", help="TORE config: a folder or tore_config.json, or a Hub id.")
-    model.add_argument("--device", help="e.g. cuda, cuda:1, cpu (default: the accelerate process's device).")
-    model.add_argument("--dtype", choices=DTYPES, default="auto", help="Weights dtype (default: the checkpoint's).")
+    add_device_arguments(model)
 
     prompts = parser.add_argument_group("prompts (one of --suite / --prompts)")
     source = prompts.add_mutually_exclusive_group(required=True)
@@ -50,13 +56,7 @@ def register(subparsers) -> None:
     prompts.add_argument("--suite-seed", type=int_at_least(0), default=0, help="Seed of the suite's sampling.")
 
     gen = parser.add_argument_group("generation")
-    gen.add_argument("--images-per-prompt", type=int_at_least(1), default=4, help="Images per prompt (default 4).")
-    gen.add_argument("--seed", type=int_at_least(0), default=0, help="Run seed; each image's seed derives from it.")
-    gen.add_argument("--batch-size", type=int_at_least(1), default=4, help="Images per pipeline call (default 4).")
-    gen.add_argument("--steps", type=int_at_least(1), help="Denoising steps (default: the pipeline's).")
-    gen.add_argument("--guidance", type=finite_float, help="Classifier-free guidance scale (default: the pipeline's).")
-    gen.add_argument("--height", type=int_at_least(8, 8), help="Image height in pixels, a multiple of 8.")
-    gen.add_argument("--width", type=int_at_least(8, 8), help="Image width in pixels, a multiple of 8.")
+    add_sampling_arguments(gen)
     gen.add_argument("--out", required=True, help="Output folder (resumed if it holds a run).")
     gen.add_argument("--no-progress", action="store_true", help="Hide the progress bar.")
     parser.set_defaults(func=run)
