@@ -76,8 +76,9 @@ def test_demo_says_it_is_a_tiny_random_model_everywhere(demo_run):
     assert json.loads((out / "bench" / "report.json").read_text())["notice"] == notice
     for variant in ("baseline", "tore", "lora", "lora_tore", "calibration-baseline", "calibration-lora"):
         assert (out / "bench" / variant / "eval" / "report.md").read_text().startswith(f"> **{notice}**")
-    assert printed.count(notice) >= 2  # before the table and at the very end
-    assert printed.rstrip().endswith(notice)
+    assert printed.count(notice) >= 2  # before the table and after the tiny model's last figure
+    tiny_part, _, real_part = printed.partition("[demo] 5/5 the metric on REAL photos")
+    assert tiny_part.rstrip().endswith(notice) and real_part  # real-photo figures come after, apart
     assert "variant" in printed and "+LoRA+TORE" in printed
 
 
@@ -106,9 +107,9 @@ def test_demo_resumes_without_redoing_anything(demo_run, capsys):
     assert len(stamps) == 7
     assert cli_main(["demo", "--out", str(out), "--no-progress"]) == 0
     printed = capsys.readouterr().out
-    assert "1/4 sample dataset: already built" in printed
-    assert "2/4 tiny random model: already in" in printed
-    assert "3/4 ESPLoRA: already trained" in printed
+    assert "1/5 sample dataset: already built" in printed
+    assert "2/5 tiny random model: already in" in printed
+    assert "3/5 ESPLoRA: already trained" in printed
     assert {p: p.stat().st_mtime_ns for p in stamps} == stamps
     assert len(read_results(out / "bench" / "lora_tore" / "eval")) == 16
 

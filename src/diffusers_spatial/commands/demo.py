@@ -90,9 +90,9 @@ def _build_dataset(folder: Path, progress: bool) -> bool:
     from ..photos import PhotoUnavailableError
 
     if (folder / "stats.json").is_file():  # written by the curation's last step: the dataset is complete
-        _say(f"1/4 sample dataset: already built in {folder}")
+        _say(f"1/5 sample dataset: already built in {folder}")
         return True
-    _say(f"1/4 sample dataset: building from real photos into {folder}")
+    _say(f"1/5 sample dataset: building from real photos into {folder}")
     try:
         stats = build_sample(folder, progress=progress)
     except PhotoUnavailableError as err:
@@ -106,9 +106,9 @@ def _build_model(folder: Path) -> None:
     from ..utils import make_tiny_sd
 
     if (folder / "model_index.json").is_file():
-        _say(f"2/4 tiny random model: already in {folder}")
+        _say(f"2/5 tiny random model: already in {folder}")
         return
-    _say(f"2/4 tiny random model: building from a config into {folder}")
+    _say(f"2/5 tiny random model: building from a config into {folder}")
     tmp = folder.with_name(folder.name + ".partial")
     make_tiny_sd(tmp, seed=0)
     os.replace(tmp, folder)  # whole or absent: a killed save is redone
@@ -117,16 +117,16 @@ def _build_model(folder: Path) -> None:
 def _train_lora(model: Path, dataset: Path, output_dir: Path, args: argparse.Namespace) -> Path | None:
     """Train the ESPLoRA (resuming from its last checkpoint); None with the reason printed when it cannot run."""
     if (output_dir / LORA_NAME).is_file():
-        _say(f"3/4 ESPLoRA: already trained in {output_dir}")
+        _say(f"3/5 ESPLoRA: already trained in {output_dir}")
         return output_dir
     script = training_script()
     if not script.is_file():
         _say(
-            f"3/4 ESPLoRA: SKIPPED: the training script {script} is not here (this package was installed from a "
+            f"3/5 ESPLoRA: SKIPPED: the training script {script} is not here (this package was installed from a "
             "wheel; the example scripts live in the source repository). The bench runs without a LoRA."
         )
         return None
-    _say(f"3/4 ESPLoRA: training {args.train_steps} steps with {script.name} (log: {output_dir / 'train.log'})")
+    _say(f"3/5 ESPLoRA: training {args.train_steps} steps with {script.name} (log: {output_dir / 'train.log'})")
     output_dir.mkdir(parents=True, exist_ok=True)
     command = [sys.executable, "-m", "accelerate.commands.launch", "--num_processes", "1"]
     command += ["--mixed_precision", "no", str(script)]
@@ -204,7 +204,7 @@ def run(args: argparse.Namespace) -> int:
         notice=TINY_MODEL_NOTICE,
     )
     variants = ", ".join(v.label for v in config.variants())
-    _say(f"4/4 bench: {variants} on the sr2d suite, scored by the embedded detector")
+    _say(f"4/5 bench: {variants} on the sr2d suite, scored by the embedded detector")
     appendix = real_run_commands(config)
     try:
         report = run_bench(config, out / "bench", progress=progress, appendix=appendix)
@@ -216,5 +216,36 @@ def run(args: argparse.Namespace) -> int:
     print(f"\nreport: {out / 'bench' / 'report.md'} (plots: comparison.png, per_relation.png, grid.png)")
     print("\nThe same loop on a real model (a GPU and the Hugging Face Hub):")
     print("\n".join(line for line in appendix.splitlines() if line and not line.startswith(("#", "```"))))
-    print(f"\n!! {TINY_MODEL_NOTICE}")
+    print(f"\n!! {TINY_MODEL_NOTICE}\n")
+    _real_photo_check(out / "real-photos", progress)
     return 0
+
+
+def _real_photo_check(folder: Path, progress: bool) -> None:
+    """The metric on real photos with known answers: the one part of the demo whose figures mean something."""
+    from ..metric.real_photos import score_real_photos
+    from ..photos import PhotoUnavailableError
+
+    _say("5/5 the metric on REAL photos (no generative model): statements labelled true/false by hand-checked boxes")
+    try:
+        result = score_real_photos(folder, progress=progress)
+    except PhotoUnavailableError as err:
+        _say(f"    skipped: {err}")
+        return
+    print(f"\n{result['statements']} statements about darknet's photos, boxes from the embedded detector:")
+    print(f"{'protocol':<18} {'says correct on TRUE statements':>32} {'says correct on FALSE statements':>34}")
+    for protocol, figures in result["true"]["summary"].items():
+        if not figures.get("n_images"):
+            continue
+        rate = {k: result[k]["summary"][protocol] for k in ("true", "false")}
+        cells = [_headline_rate(rate[k]) for k in ("true", "false")]
+        print(f"{protocol:<18} {cells[0]:>32} {cells[1]:>34}")
+    print(f"reports: {folder}/true-statements/report.md, {folder}/false-statements/report.md")
+
+
+def _headline_rate(figures: dict) -> str:
+    """A protocol's headline as a fraction of images judged correct."""
+    if "VISOR_uncond" in figures:
+        return f"{figures['VISOR_uncond'] / 100:.2f}"
+    value = figures.get("accuracy", figures.get("score"))
+    return "-" if value is None else f"{value:.2f}"
