@@ -229,7 +229,9 @@ def _naive_pair(relation, a, b, depth, scale):
     if relation in _PLANAR:
         axis, sign = _PLANAR[relation]
         s, p = ua[axis] * sign, abs(ua[1 - axis])
-        return 1 if s > 1.0 and s >= p else -1 if s < -1.0 or (p > 1.0 and p > s) else 0
+        half_a, half_b = (a[axis + 2] - a[axis]) / 2, (b[axis + 2] - b[axis]) / 2
+        along = max(0.5, max(half_a, half_b) / max(half_a + half_b, 1e-9))  # neither centre inside the other's extent
+        return 1 if s > along and s >= p else -1 if s < -along or (p > 0.5 and p > s) else 0
     if relation == "next_to":
         sep = max(abs(ua[0]), abs(ua[1]))
         return 1 if sep <= 2.0 else -1 if sep > 3.0 else 0
@@ -248,19 +250,22 @@ def _naive_pair(relation, a, b, depth, scale):
 def naive_esplora(prompt, dets, depth):
     p = resolve_prompt(prompt)
     scale = esplora_rules.depth_scale(depth, (5.0, 95.0)) if depth is not None else None
-    n_a = n_b = 0
-    verdicts = []
-    for da in dets:  # every ordered pair of detections, labels checked inside the loop
-        is_a = da["score"] >= 0.3 and normalize_label(da["label"]) == p.subject_noun
-        n_a += is_a
-        for db in dets:
-            is_b = db["score"] >= 0.3 and normalize_label(db["label"]) == p.object_noun
-            n_b += is_b
-            if is_a and is_b:
-                verdicts.append(_naive_pair(p.relation, da["box"], db["box"], depth, scale))
-    if not (n_a and n_b):
+    subjects = [d for d in dets if d["score"] >= 0.3 and normalize_label(d["label"]) == p.subject_noun]
+    objects = [d for d in dets if d["score"] >= 0.3 and normalize_label(d["label"]) == p.object_noun]
+    dropped, tie = set(), False  # one object under both nouns (IoU >= 0.7): the weaker label goes, a tie abstains
+    for da in subjects:
+        for db in objects:
+            if _iou(da["box"], db["box"]) >= 0.7:
+                if da["score"] == db["score"]:
+                    tie = True
+                else:
+                    dropped.add(id(da) if da["score"] < db["score"] else id(db))
+    subjects = [d for d in subjects if id(d) not in dropped]
+    objects = [d for d in objects if id(d) not in dropped]
+    if not (subjects and objects):
         return False, 0.0
-    correct = False if -1 in verdicts else None if 0 in verdicts else True
+    verdicts = [_naive_pair(p.relation, da["box"], db["box"], depth, scale) for da in subjects for db in objects]
+    correct = None if tie else False if -1 in verdicts else None if 0 in verdicts else True
     return correct, float(correct is True)
 
 

@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 
 from diffusers_spatial.geometry import Detection, aggregate, score_image, score_images
+from diffusers_spatial.geometry.protocols import EsploraConfig
 
 
 def det(label, score, box, mask=None):
@@ -26,7 +27,10 @@ def test_clear_left_and_normalised_offset():
 
 @pytest.mark.parametrize("dog_x1", [40, 25, 10])  # overlaps of 60%, 75%, 90%
 def test_touching_or_overlapping_boxes_are_undetermined(dog_x1):
-    s = score_image("a cat to the left of a dog", [CAT, det("dog", 0.8, [dog_x1, 0, dog_x1 + 100, 100])])
+    # same_object_iou=1.0: at 90% overlap (IoU 0.82) the default would merge the two as one object labelled twice
+    s = score_image(
+        "a cat to the left of a dog", [CAT, det("dog", 0.8, [dog_x1, 0, dog_x1 + 100, 100])], same_object_iou=1.0
+    )
     assert s.correct is None and s.score == 0.0 and "overlap" in s.details["reason"]
     # VISOR calls all of these "left of"
     assert score_image(
@@ -190,3 +194,80 @@ def test_aggregate_counts_undetermined_as_not_correct():
     assert figures["coverage"] == pytest.approx(3 / 4)
     assert figures["hedging_rate"] == pytest.approx(1 / 4)
     assert figures["undetermined"] == 1 and figures["low_confidence"] == 0
+
+
+# One object labelled twice (per-class NMS keeps a dog box also as a weaker "cat"): same_object_iou merges them.
+DOG = det("dog", 0.8, [0, 200, 100, 300])
+DOG_AS_CAT = det("cat", 0.4, [2, 201, 101, 300])  # IoU ~0.97 with DOG
+CAT_ABOVE = det("cat", 0.9, [0, 0, 100, 100])
+
+
+def test_duplicate_label_on_one_object_is_merged():
+    s = score_image("a cat above a dog", [CAT_ABOVE, DOG, DOG_AS_CAT])
+    assert s.correct is True and s.details["hedging"] is False
+    assert s.details["merged_duplicates"] == 1 and s.details["subject_count"] == 1 and s.details["pairs"] == 1
+    unmerged = score_image("a cat above a dog", [CAT_ABOVE, DOG, DOG_AS_CAT], same_object_iou=1.0)
+    assert unmerged.correct is None and unmerged.details["merged_duplicates"] == 0  # the old failure mode
+    # order-independent, and the roles swap: "a dog below a cat" keeps the dog, drops the weaker "cat"
+    assert score_image("a cat above a dog", [DOG_AS_CAT, DOG, CAT_ABOVE]).details == s.details
+    below = score_image("a dog below a cat", [CAT_ABOVE, DOG, DOG_AS_CAT])
+    assert below.correct is True and below.details["merged_duplicates"] == 1
+    # no real cat: the duplicate is dropped and the cat is missing (wrong, not a hedge)
+    alone = score_image("a cat above a dog", [DOG, DOG_AS_CAT])
+    assert alone.correct is False and alone.objects_found is False
+    assert alone.details["merged_duplicates"] == 1 and "weaker label of the same object" in alone.details["reason"]
+    # next_to would otherwise hold between the object and itself
+    assert score_image("a cat next to a dog", [DOG, DOG_AS_CAT]).correct is False
+    assert score_image("a cat next to a dog", [DOG, DOG_AS_CAT], same_object_iou=1.0).correct is True
+
+
+def test_duplicate_tie_break():
+    # the higher score wins whichever noun it is: here the box is a "cat" 0.8 also labelled "dog" 0.4
+    cat_box, dog_box = det("cat", 0.8, [0, 200, 100, 300]), det("dog", 0.4, [2, 201, 101, 300])
+    s = score_image("a cat above a dog", [cat_box, dog_box, det("dog", 0.9, [0, 400, 100, 500])])
+    assert s.correct is True and s.details["merged_duplicates"] == 1 and s.details["object_count"] == 1
+    # equal scores: which label is right cannot be told -> undetermined, nothing dropped
+    tie = score_image("a cat above a dog", [CAT_ABOVE, DOG, det("cat", 0.8, [2, 201, 101, 300])])
+    assert tie.correct is None and tie.score == 0.0 and tie.details["merged_duplicates"] == 0
+    assert "equal scores" in tie.details["reason"]
+    assert score_image("a cat next to a dog", [DOG, det("cat", 0.8, [2, 201, 101, 300])]).correct is None
+    # several weaker labels on one box are all dropped
+    chain = [CAT_ABOVE, DOG, DOG_AS_CAT, det("cat", 0.3, [1, 200, 100, 301])]
+    assert score_image("a cat above a dog", chain).details["merged_duplicates"] == 2
+
+
+def test_below_the_iou_threshold_nothing_merges():
+    # IoU of [0, 200, 100, 300] and [40, 200, 140, 300] = 60 / 140 = 0.43: two objects side by side
+    beside = [CAT_ABOVE, DOG, det("cat", 0.4, [40, 200, 140, 300])]
+    s = score_image("a cat above a dog", beside)
+    assert s.details["merged_duplicates"] == 0 and s.details["subject_count"] == 2 and s.correct is None
+    merged = score_image("a cat above a dog", beside, same_object_iou=0.4)
+    assert merged.details["merged_duplicates"] == 1 and merged.correct is True
+    # the threshold is inclusive
+    half = [CAT_ABOVE, DOG, det("cat", 0.4, [0, 200, 50, 300])]  # IoU 0.5
+    assert score_image("a cat above a dog", half, same_object_iou=0.5).details["merged_duplicates"] == 1
+    assert score_image("a cat above a dog", half, same_object_iou=0.51).details["merged_duplicates"] == 0
+
+
+def test_same_noun_prompt_is_not_merged():
+    # two dogs on nearly the same box (IoU ~0.97) in "a dog left of a dog": never merged across one label
+    dets = [DOG, det("dog", 0.4, [2, 201, 101, 300]), det("dog", 0.9, [300, 200, 400, 300])]
+    s = score_image("a dog to the left of a dog", dets)
+    assert s.correct is True and s.details["merged_duplicates"] == 0 and s.details["subject_count"] == 3
+    assert score_image("a dog to the left of a dog", dets, same_object_iou=0.1).details == s.details
+
+
+@pytest.mark.parametrize("value", [0, 0.0, -0.1, 1.01, 2, float("nan"), float("inf"), True, "0.7", None])
+def test_same_object_iou_validation(value):
+    with pytest.raises(ValueError, match="same_object_iou"):
+        score_image("a cat above a dog", [CAT_ABOVE, DOG], same_object_iou=value)
+    with pytest.raises(ValueError, match="same_object_iou"):
+        EsploraConfig(same_object_iou=value)
+
+
+def test_same_object_iou_batch_matches_single_images():
+    prompts = ["a cat above a dog", "a dog below a cat", "a cat next to a dog", "a dog left of a dog"]
+    lists = [[CAT_ABOVE, DOG, DOG_AS_CAT], [DOG_AS_CAT, DOG], [], [DOG, det("dog", 0.4, [2, 201, 101, 300])]]
+    batch = score_images(prompts, lists)
+    assert batch == [score_image(p, d) for p, d in zip(prompts, lists)]
+    assert [s.details["merged_duplicates"] for s in batch] == [1, 1, 0, 0]

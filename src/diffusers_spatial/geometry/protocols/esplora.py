@@ -5,6 +5,10 @@ Per image: all (A instance, B instance) pairs are judged by `esplora_rules` (hol
 The image is correct when every pair holds; wrong when any pair is violated (`hedging` when others hold:
 an object drawn on both sides); undetermined when the rest are ambiguous. When subject and object are the
 same class ("a dog left of a dog"), any two distinct instances satisfying the relation suffice.
+
+Before pairs are judged, an instance of one noun that overlaps an instance of the other noun with IoU >=
+`same_object_iou` is taken to be the same object labelled twice (per-class NMS keeps both boxes) and the
+lower-scoring label is dropped; equal scores leave the image undetermined.
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ...relations import RELATIONS as RELATION_ORDER
+from ..boxes import paired_iou
 from ..context import ScoringContext, Verdicts
 from ..depth import check_depth, check_mask
 from ..segments import pair_indices, segment_count, segment_max, segment_min
@@ -43,6 +48,9 @@ class EsploraConfig:
         ground_margin: without depth, the bottom-edge difference over the mean box height must exceed this (0.1).
         occlusion_area_ratio: without depth, an overlapping box this much larger in area is taken to be in front
             (1.2).
+        same_object_iou: a subject-noun and an object-noun instance whose boxes overlap with IoU >= this (0.7, in
+            (0, 1]) are one object labelled twice: only the higher-scoring label counts (a tie: undetermined).
+            Same-noun prompts are not affected.
     """
 
     score_threshold: float = 0.3
@@ -53,11 +61,15 @@ class EsploraConfig:
     depth_percentiles: tuple[float, float] = (5.0, 95.0)
     ground_margin: float = 0.1
     occlusion_area_ratio: float = 1.2
+    same_object_iou: float = 0.7
 
     def __post_init__(self):
         for name in ("score_threshold", "margin", "near", "far", "depth_margin", "ground_margin"):
             check_positive(name, getattr(self, name))
         check_positive("occlusion_area_ratio", self.occlusion_area_ratio, allow_zero=False)
+        check_positive("same_object_iou", self.same_object_iou, allow_zero=False)
+        if self.same_object_iou > 1:
+            raise ValueError(f"same_object_iou must be in (0, 1], got {self.same_object_iou!r}")
         if self.far < self.near:
             raise ValueError(f"far ({self.far}) must be >= near ({self.near})")
         low, high = self.depth_percentiles
@@ -72,12 +84,11 @@ _AXIS = np.array([rules.PLANAR.get(r, (0, 0.0))[0] for r in RELATION_ORDER], dty
 _SIGN = np.array([rules.PLANAR.get(r, (0, 0.0))[1] for r in RELATION_ORDER])
 
 
-def _pair_verdicts(context: ScoringContext, config: EsploraConfig, pa, pb, pi, depths: dict, constant):
-    """Verdict and strength of every pair; the rule is the pair's image's relation."""
-    batch = context.batch
+def _pair_verdicts(context: ScoringContext, config: EsploraConfig, pa, pb, pi, box_a, box_b, depths: dict, constant):
+    """Verdict and strength of every pair (`box_a`, `box_b`: the pairs' boxes); the rule is the pair's image's
+    relation."""
     verdict = np.zeros(pa.size, dtype=np.int8)
     strength = np.zeros(pa.size)
-    box_a, box_b = batch.boxes[pa], batch.boxes[pb]
     code = context.relation_codes[pi]
 
     planar = context.is_relation(*rules.PLANAR)[pi]
@@ -135,14 +146,47 @@ def _mask(batch, j: int, shape, i: int):
     return check_mask(mask, shape, f"image {i} detection {j - int(batch.offsets[i])}")
 
 
+def _merge_duplicates(batch, a, b, pa, pb, pi, box_a, box_b, same, iou: float, n: int):
+    """Drop the lower-scoring label of one object detected under both nouns.
+
+    Closed-set detectors with per-class NMS often keep a box under a second, weaker class ("dog" 0.8 and "cat" 0.4
+    on the same dog). A pair of different-noun instances with IoU >= `iou` is such a duplicate: its lower-scoring
+    instance is dropped from both roles (with all its pairs). Equal scores drop neither; the pair is removed and the
+    image flagged (which label is right cannot be told). Returns the new flags, the pairs kept (a mask, None for
+    all), the dropped count and the tie flag per image.
+    """
+    dup = ~same[pi] & (paired_iou(box_a, box_b) >= iou)
+    if not dup.any():
+        return a, b, None, np.zeros(n, dtype=np.int64), np.zeros(n, dtype=bool)
+    da, db = pa[dup], pb[dup]
+    sa, sb = batch.scores[da], batch.scores[db]
+    dropped = np.zeros(a.size, dtype=bool)
+    dropped[da[sa < sb]] = True
+    dropped[db[sb < sa]] = True
+    gone = dropped[pa] | dropped[pb]
+    tie = dup & ~gone & (batch.scores[pa] == batch.scores[pb])
+    keep = ~gone & ~tie
+    merged = segment_count(dropped, batch.image_index, n)
+    return a & ~dropped, b & ~dropped, keep, merged, segment_count(tie, pi, n) > 0
+
+
 def score(context: ScoringContext, config: EsploraConfig) -> Verdicts:
     batch, n = context.batch, context.n_images
     is_subject, is_object = context.roles(context.subject_targets, context.object_targets)
     kept = batch.scores >= config.score_threshold
     a, b = kept & is_subject, kept & is_object
+    same = np.array([s == o for s, o in zip(context.subject_targets, context.object_targets)], dtype=bool)
+    pa, pb, pi = pair_indices(a, b, batch.image_index, n)
+    distinct = pa != pb
+    pa, pb, pi = pa[distinct], pb[distinct], pi[distinct]
+    box_a, box_b = batch.boxes[pa], batch.boxes[pb]
+    a, b, keep, merged, tied = _merge_duplicates(
+        batch, a, b, pa, pb, pi, box_a, box_b, same, config.same_object_iou, n
+    )
+    if keep is not None:
+        pa, pb, pi, box_a, box_b = pa[keep], pb[keep], pi[keep], box_a[keep], box_b[keep]
     n_a = segment_count(a, batch.image_index, n)
     n_b = segment_count(b, batch.image_index, n)
-    same = np.array([s == o for s, o in zip(context.subject_targets, context.object_targets)], dtype=bool)
     found = np.where(same, n_a >= 2, (n_a >= 1) & (n_b >= 1))
 
     depths: dict[int, np.ndarray] = {}
@@ -152,10 +196,7 @@ def score(context: ScoringContext, config: EsploraConfig) -> Verdicts:
             depths[i] = check_depth(depth, context.image_sizes[i], f"image {i}")
             constant[i] = bool(depths[i].max() == depths[i].min())
 
-    pa, pb, pi = pair_indices(a, b, batch.image_index, n)
-    distinct = pa != pb
-    pa, pb, pi = pa[distinct], pb[distinct], pi[distinct]
-    verdict, strength = _pair_verdicts(context, config, pa, pb, pi, depths, constant)
+    verdict, strength = _pair_verdicts(context, config, pa, pb, pi, box_a, box_b, depths, constant)
     holding = segment_count(verdict == rules.HOLDS, pi, n)
     violated = segment_count(verdict == rules.VIOLATED, pi, n)
     ambiguous = segment_count(verdict == rules.AMBIGUOUS, pi, n)
@@ -170,6 +211,7 @@ def score(context: ScoringContext, config: EsploraConfig) -> Verdicts:
     ).astype(np.int8)
     correct[~found] = 0
     correct[found & constant & context.is_relation("in_front_of", "behind")] = -1
+    correct[found & tied] = -1
     hedging = ~same & found & (violated > 0) & (holding > 0)
 
     strength = np.where(same, strongest, weakest)
@@ -187,8 +229,10 @@ def score(context: ScoringContext, config: EsploraConfig) -> Verdicts:
         hedging.tolist(),
         strength.tolist(),
         constant.tolist(),
+        merged.tolist(),
+        tied.tolist(),
     )
-    for i, (relation, na, nb, sm, ok, verdict, hold, viol, amb, hedge, value, flat) in enumerate(rows):
+    for i, (relation, na, nb, sm, ok, verdict, hold, viol, amb, hedge, value, flat, dropped, tie) in enumerate(rows):
         need = 2 if sm else 1
         entry = {
             "supported": True,
@@ -202,6 +246,7 @@ def score(context: ScoringContext, config: EsploraConfig) -> Verdicts:
             "pairs_violated": viol,
             "pairs_ambiguous": amb,
             "hedging": hedge,
+            "merged_duplicates": dropped,
         }
         has_depth = context.depths[i] is not None
         three_d = relation in ("in_front_of", "behind")
@@ -216,7 +261,14 @@ def score(context: ScoringContext, config: EsploraConfig) -> Verdicts:
                 t for t, n_t in ((context.subject_targets[i], na), (context.object_targets[i], nb)) if n_t < need
             ]
             same_note = " (the same class needs two instances)" if sm else ""
-            entry["reason"] = f"not detected (score >= {config.score_threshold}): {missing}{same_note}"
+            merged_note = f"; {dropped} dropped as a weaker label of the same object" if dropped else ""
+            entry["reason"] = f"not detected (score >= {config.score_threshold}): {missing}{same_note}{merged_note}"
+        elif tie:
+            subject, obj = context.subject_targets[i], context.object_targets[i]
+            entry["reason"] = (
+                f"a {subject!r} and a {obj!r} box overlap as one object (IoU >= {config.same_object_iou}) with equal "
+                "scores: which it is cannot be told"
+            )
         elif verdict == -1:
             entry["reason"] = _undetermined_reason(relation, flat, has_depth, config)
         elif verdict == 0:
