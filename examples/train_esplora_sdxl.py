@@ -116,7 +116,8 @@ def main(args):
     dataset = prepare_dataset(args, accelerator)
 
     # Load scheduler, tokenizer and models.
-    model_kwargs = {"revision": args.revision, "variant": args.variant}
+    # safetensors only: a checkpoint that ships only pickled .bin weights is refused, never unpickled.
+    model_kwargs = {"revision": args.revision, "variant": args.variant, "use_safetensors": True}
     noise_scheduler = load_noise_scheduler(args)
     tokenizers = [
         CLIPTokenizer.from_pretrained(args.pretrained_model_name_or_path, subfolder=name, revision=args.revision)

@@ -329,3 +329,11 @@ def test_push_to_hub_uploads_the_saved_folder_with_a_card(sd_files, monkeypatch)
     assert uploaded["repo_id"] == "me/esplora-tiny"
     assert {"pytorch_lora_weights.safetensors", "tore_config.json", "README.md", "unet"} <= set(uploaded["files"])
     assert 'from_pretrained("me/esplora-tiny")' in uploaded["card"] and "## TORE" in uploaded["card"]
+
+
+def test_refuses_a_base_with_only_pickled_weights(tmp_path):
+    base = tmp_path / "pickled-base"
+    make_tiny_sd().save_pretrained(base, safe_serialization=False)  # UNet and VAE as pickled .bin files
+    assert list((base / "unet").glob("*.bin")) and not list((base / "unet").glob("*.safetensors"))
+    with pytest.raises((OSError, EnvironmentError, ValueError)):
+        SpatialLoRAPipeline.from_pretrained(base)

@@ -417,6 +417,8 @@ class SpatialLoRAPipeline:
                 f"{base!s} is a {family._base_pipeline_class.__name__} base; {cls.__name__} cannot load it"
             )
 
+        # Weights from safetensors only: a base that ships only pickled .bin files is refused, never unpickled.
+        diffusers_kwargs.setdefault("use_safetensors", True)
         pipe = super(SpatialLoRAPipeline, family).from_pretrained(base, **diffusers_kwargs)
         config = saved or SpatialLoRAConfig(base_pipeline_class=family._base_pipeline_class.__name__)
         config.base_model = config.base_model if saved else os.fspath(base)
