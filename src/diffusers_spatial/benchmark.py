@@ -498,7 +498,7 @@ def _run_stage(
     # Evaluate exactly as `diffusers-spatial evaluate folder/images --prompts folder/prompts.jsonl` would.
     items = collect_items(folder / "images", folder / "prompts.jsonl")
     report = evaluate_items(
-        items, config.evaluation_config(), out_dir=folder / "eval", progress=progress, perception=perception
+        items, perception.config, out_dir=folder / "eval", progress=progress, perception=perception
     )
     if process_state().is_main_process:
         _write_stage_report(report, folder / "eval", config.notice)

@@ -164,9 +164,9 @@ def describe_pipeline(pipe) -> dict[str, Any]:
     A fused LoRA leaves no trace on the pipeline; pass `model_info` to `generate_images` to record it (the CLI and
     `load_generation_pipeline` do).
     """
-    from .tore import get_hook
+    from .tore.hook import _original_class, get_hook
 
-    cls = getattr(type(pipe), "_tore_original_class", type(pipe))  # TORE's hook wraps the class
+    cls = _original_class(pipe)  # TORE's hook wraps the class
     info: dict[str, Any] = {"pipeline": cls.__name__, "name_or_path": getattr(pipe, "name_or_path", None)}
     tore = getattr(get_hook(pipe), "tore", None) or getattr(pipe, "tore", None)
     if tore is not None and hasattr(tore, "to_dict"):

@@ -313,8 +313,8 @@ class Tore(ConfigMixin):
 
         relation, converse = parsed.relation, CONVERSE[parsed.relation]
         swapped = parsed.swapped()
-        written_key = f"{parsed.subject_noun}|{relation}|{parsed.object_noun}"
-        swapped_key = f"{parsed.object_noun}|{converse}|{parsed.subject_noun}"
+        written_key = bias_triplet_key(parsed.subject_noun, relation, parsed.object_noun)
+        swapped_key = bias_triplet_key(parsed.object_noun, converse, parsed.subject_noun)
         triplets = self.config.triplet_rates
         written_t, swapped_t = triplets.get(written_key), triplets.get(swapped_key)
         counts = {
