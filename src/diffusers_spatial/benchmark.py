@@ -73,6 +73,7 @@ from diffusers.utils import logging
 
 from .metric.report import format_cell, markdown_table
 from .suites import SUITES, SuitePrompt, build_suite, write_suite
+from .utils.atomic import atomic_write_text
 from .utils.distributed import process_state
 
 logger = logging.get_logger(__name__)
@@ -449,12 +450,6 @@ def _model_info(config: BenchConfig, lora: bool, tore) -> dict[str, Any]:
     }
 
 
-def _write_text(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
-
-
 def _write_stage_report(report: dict, folder: Path, notice: str | None) -> None:
     from .metric import write_report
 
@@ -462,7 +457,7 @@ def _write_stage_report(report: dict, folder: Path, notice: str | None) -> None:
     written = write_report(report, folder, plots=notice is None)
     if notice:
         path = written["report.md"]
-        _write_text(path, f"> **{notice}**\n\n" + path.read_text(encoding="utf-8"))
+        atomic_write_text(path, f"> **{notice}**\n\n" + path.read_text(encoding="utf-8"))
 
 
 def _run_stage(
@@ -563,7 +558,7 @@ def run_bench(
         out_dir.mkdir(parents=True, exist_ok=True)
         write_suite(split.evaluation, out_dir / "suite.jsonl")
         write_suite(split.calibration, out_dir / "calibration_suite.jsonl")
-        _write_text(out_dir / "bench_config.json", json.dumps(config.to_dict(), indent=2) + "\n")
+        atomic_write_text(out_dir / "bench_config.json", json.dumps(config.to_dict(), indent=2) + "\n")
     state.wait_for_everyone()
 
     shared = _SharedPipeline(config)
@@ -1209,6 +1204,6 @@ def write_bench_report(
             ),
         ),
     }
-    _write_text(out_dir / "report.json", json.dumps(report, indent=2, ensure_ascii=False) + "\n")
-    _write_text(out_dir / "report.md", render_bench_markdown(report, {k: p.name for k, p in written.items()}))
+    atomic_write_text(out_dir / "report.json", json.dumps(report, indent=2, ensure_ascii=False) + "\n")
+    atomic_write_text(out_dir / "report.md", render_bench_markdown(report, {k: p.name for k, p in written.items()}))
     return {**written, "report.json": out_dir / "report.json", "report.md": out_dir / "report.md"}

@@ -67,6 +67,7 @@ from diffusers.utils import logging
 
 from .metric.results import ResultsStore
 from .suites import SuitePrompt
+from .utils.atomic import atomic_write_text
 from .utils.distributed import process_state
 
 logger = logging.get_logger(__name__)
@@ -298,9 +299,7 @@ def _write_outputs(out_dir: Path, done: list[GeneratedImage], order: dict[tuple[
         entry["images"].append(posixpath.relpath(g.image, IMAGES_DIR))
         entry["prompts_used"].append(g.prompt_used)
     for name, content in ((MANIFEST_NAME, lines), (PROMPTS_NAME, [json.dumps(e) + "\n" for e in by_prompt.values()])):
-        tmp = out_dir / f".{name}.tmp"
-        tmp.write_text("".join(content), encoding="utf-8")
-        os.replace(tmp, out_dir / name)
+        atomic_write_text(out_dir / name, "".join(content))
     for shard in out_dir.glob(_SHARD_MANIFEST_GLOB):
         shard.unlink()
 

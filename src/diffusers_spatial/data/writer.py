@@ -23,12 +23,12 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import Any
 
 import datasets
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from ..utils.atomic import TMP_SUFFIX, atomic_write_bytes, atomic_write_json, temporary_path
 from .schema import SPATIAL_FEATURES, data_subdir
 
 __all__ = [
@@ -42,28 +42,6 @@ __all__ = [
 ]
 
 _MANIFEST = "manifest"
-_TMP_SUFFIX = ".tmp"
-
-
-def _temporary(path: Path) -> Path:
-    return path.with_name(f".{path.name}.{os.getpid()}{_TMP_SUFFIX}")
-
-
-def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
-    """Write `data` to `path` so that readers see the old file or the whole new one, never a part."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = _temporary(path)
-    with open(tmp, "wb") as handle:
-        handle.write(data)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(tmp, path)
-
-
-def atomic_write_json(path: str | os.PathLike, data: Any) -> None:
-    """`atomic_write_bytes` of indented, key-sorted JSON."""
-    atomic_write_bytes(path, (json.dumps(data, indent=2, sort_keys=True) + "\n").encode("utf-8"))
 
 
 def manifest_dir(output_dir: str | os.PathLike) -> Path:
@@ -94,7 +72,7 @@ def completed_shards(output_dir: str | os.PathLike) -> set[str]:
 def remove_stale_temporaries(folder: str | os.PathLike) -> int:
     """Delete temporary files left under `folder` by killed runs; returns how many were removed."""
     removed = 0
-    for path in Path(folder).rglob(f".*{_TMP_SUFFIX}"):
+    for path in Path(folder).rglob(f".*{TMP_SUFFIX}"):
         path.unlink(missing_ok=True)
         removed += 1
     return removed
@@ -137,7 +115,7 @@ class ShardWriter:
             if subdir not in self._writers:
                 final = self.output_dir / "data" / subdir / f"{self.shard}.parquet"
                 final.parent.mkdir(parents=True, exist_ok=True)
-                tmp = _temporary(final)
+                tmp = temporary_path(final)
                 self._writers[subdir] = (pq.ParquetWriter(tmp, self.schema, compression="snappy"), tmp, final)
                 self._rows[subdir] = 0
             self._writers[subdir][0].write_table(table)

@@ -31,6 +31,7 @@ from typing import Any
 
 from ..geometry import aggregate, get_protocol
 from ..relations import RELATIONS
+from ..utils.atomic import atomic_write_text
 from .config import EvaluationConfig
 
 __all__ = ["REPORT_VERSION", "build_report", "render_markdown", "write_report"]
@@ -275,9 +276,7 @@ def write_report(report: Mapping[str, Any], out_dir: str | os.PathLike, *, plots
 
     def save(name: str, text: str) -> None:
         path = out_dir / name
-        tmp = path.with_name(path.name + ".tmp")
-        tmp.write_text(text, encoding="utf-8")
-        os.replace(tmp, path)
+        atomic_write_text(path, text)
         written[name] = path
 
     save("report.json", json.dumps(report, indent=2, ensure_ascii=False) + "\n")

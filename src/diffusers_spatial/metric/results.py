@@ -17,6 +17,8 @@ from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
+from ..utils.atomic import atomic_write_json
+
 RUN_FILE = "run.json"
 RESULTS_GLOB = "results*.jsonl"
 
@@ -150,9 +152,7 @@ def check_run_settings(
         raise ValueError(
             f"{out_dir} holds results but no {RUN_FILE}; pass overwrite=True (--overwrite) to start again"
         )
-    tmp = run_file.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(settings, indent=2, sort_keys=True) + "\n", encoding="utf-8")
-    os.replace(tmp, run_file)
+    atomic_write_json(run_file, settings)
 
 
 def _compare(out_dir: Path, previous: Mapping[str, Any], settings: Mapping[str, Any]) -> None:

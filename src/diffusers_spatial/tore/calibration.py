@@ -33,6 +33,7 @@ from typing import Any
 from diffusers.utils import logging
 
 from ..relations import MultipleRelationsError, parse_spatial_prompt
+from ..utils.atomic import atomic_write_json
 from .core import Tore
 from .hook import get_hook
 
@@ -145,10 +146,7 @@ def _pin_settings(out_dir: Path, settings: Mapping[str, Any]) -> None:
                 "use another folder"
             )
         return
-    out_dir.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(dict(settings), indent=2, sort_keys=True) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
+    atomic_write_json(path, dict(settings))
 
 
 def calibrate(
@@ -237,9 +235,7 @@ def calibrate(
 
     scores = [ImageScore.from_dict(records[g.image]) for g in generated]
     table = bias_table(scores)
-    tmp = out_dir / f".{BIAS_TABLE_NAME}.tmp"
-    tmp.write_text(json.dumps(table, indent=2, sort_keys=True) + "\n", encoding="utf-8")
-    os.replace(tmp, out_dir / BIAS_TABLE_NAME)
+    atomic_write_json(out_dir / BIAS_TABLE_NAME, table)
     tore = Tore.from_report(table, tau=tau, min_count=min_count)
     tore.save_pretrained(out_dir)
     logger.info(f"TORE calibrated on {len(scores)} images ({table['determined']} determined) in {out_dir}")
