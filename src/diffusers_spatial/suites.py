@@ -33,13 +33,10 @@ from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
 from itertools import combinations
 
-from .relations import CONVERSE
+from .relations import CONVERSE, RELATIONS_2D, RELATIONS_3D
 from .vocabulary import COCO_CLASSES
 
 __all__ = ["SUITES", "SuitePrompt", "build_suite", "write_suite", "read_suite"]
-
-RELATIONS_2D = ("left_of", "right_of", "above", "below")
-RELATIONS_3D = ("in_front_of", "behind")
 
 # Phrases per suite. The held-out phrasings are ones the curated dataset never writes (it writes the
 # canonical phrases), so that gains on this suite are not memorised wording.

@@ -86,7 +86,7 @@ __all__ = [
     "write_report",
 ]
 
-register_evaluate_module(quiet=True)
+# `register_evaluate_module(quiet=True)` runs from `diffusers_spatial/__init__.py`, which imports this package first.
 
 
 def __getattr__(name: str) -> Any:

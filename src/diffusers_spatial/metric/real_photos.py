@@ -77,17 +77,15 @@ def score_real_photos(out_dir: str | os.PathLike, *, progress: bool = True, **se
     """
     from . import evaluate_images, write_report
 
-    available = []
+    images = {}  # each installed photo, decoded once
     for name in DARKNET_PHOTOS:
         try:
-            load_photo(name)
-            available.append(name)
+            images[name] = load_photo(name)
         except PhotoUnavailableError:
             continue
-    statements = labelled_statements(available)
+    statements = labelled_statements(list(images))
     if not statements:
         raise PhotoUnavailableError("no darknet photo is installed (apt-get install darknet)")
-    images = {name: load_photo(name) for name in {s.photo for s in statements}}
     result: dict = {"statements": len(statements)}
     for label, truth in (("true", True), ("false", False)):
         chosen = [s for s in statements if s.truth is truth]

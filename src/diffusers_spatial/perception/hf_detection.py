@@ -213,10 +213,11 @@ class _ClosedSetMixin:
     def _allowed(self, queries: list[str] | None) -> set[str] | None:
         if queries is None:
             return None
-        unknown = [q for q in queries if q not in self.labels]
+        labels = self.labels  # rebuilt from id2label on each access
+        unknown = [q for q in queries if q not in labels]
         if unknown:
             raise ValueError(
-                f"{self.name} detects only its {len(self.labels)} classes; not among them: {unknown}. Map prompt "
+                f"{self.name} detects only its {len(labels)} classes; not among them: {unknown}. Map prompt "
                 "nouns to classes first (perception.labels.match_nouns says which nouns a detector cannot see)."
             )
         return set(queries)

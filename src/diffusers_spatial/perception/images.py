@@ -285,9 +285,7 @@ def _pil_to_rgb(image: Image.Image, source: str) -> Image.Image:
     _check_not_empty(image.size, source)
     if image.mode == "RGB":
         return image
-    if image.mode in _HIGH_BIT_MODES:
-        return _array_to_rgb(np.asarray(image), source)
-    if image.mode == "F":
+    if image.mode in _HIGH_BIT_MODES or image.mode == "F":
         return _array_to_rgb(np.asarray(image), source)
     if image.mode == "P" and "transparency" in image.info:
         image = image.convert("RGBA")

@@ -34,6 +34,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 
 from ..vocabulary import COCO_CLASSES, MULTIWORD_NOUNS, singularize
 
@@ -163,8 +164,12 @@ def class_names_for(noun: str) -> tuple[str, ...]:
     return (coco_class, *_CLASS_NAMES.get(coco_class, ()))
 
 
-def _label_index(labels: Iterable[str]) -> dict[str, str]:
-    """Normalised (and singularised) label -> the label as the detector spells it; first spelling wins."""
+@lru_cache(maxsize=16)
+def _label_index(labels: tuple[str, ...]) -> dict[str, str]:
+    """Normalised (and singularised) label -> the label as the detector spells it; first spelling wins.
+
+    Cached per label set: a detector's labels are matched for every image's nouns. Callers must not mutate it.
+    """
     index: dict[str, str] = {}
     for label in labels:
         key = _normalize(label)
@@ -213,7 +218,7 @@ def match_noun(noun: str, labels: Sequence[str] | None) -> str | None:
         raise ValueError(f"noun must be a non-empty string, got {noun!r}")
     if labels is None:
         return noun
-    index = _label_index(labels)
+    index = _label_index(tuple(labels))
     words = singularize(_normalize(noun)).split()
     for start in range(len(words)):
         key = " ".join(words[start:])

@@ -20,7 +20,7 @@ import numpy as np
 from ...relations import RELATIONS as RELATION_ORDER
 from ..boxes import paired_iou
 from ..context import ScoringContext, Verdicts
-from ..depth import check_depth, check_mask
+from ..depth import check_mask
 from ..segments import pair_indices, segment_count, segment_max, segment_min
 from ..types import ImageScore
 from . import esplora_rules as rules
@@ -189,12 +189,11 @@ def score(context: ScoringContext, config: EsploraConfig) -> Verdicts:
     n_b = segment_count(b, batch.image_index, n)
     found = np.where(same, n_a >= 2, (n_a >= 1) & (n_b >= 1))
 
-    depths: dict[int, np.ndarray] = {}
+    # `ScoringContext.build` has validated every given map (float64, finite, the image's shape).
+    depths = {i: depth for i, depth in enumerate(context.depths) if depth is not None}
     constant = np.zeros(n, dtype=bool)
-    for i, depth in enumerate(context.depths):  # validate every given map, even where the relation is planar
-        if depth is not None:
-            depths[i] = check_depth(depth, context.image_sizes[i], f"image {i}")
-            constant[i] = bool(depths[i].max() == depths[i].min())
+    for i, depth in depths.items():
+        constant[i] = bool(depth.max() == depth.min())
 
     verdict, strength = _pair_verdicts(context, config, pa, pb, pi, box_a, box_b, depths, constant)
     holding = segment_count(verdict == rules.HOLDS, pi, n)

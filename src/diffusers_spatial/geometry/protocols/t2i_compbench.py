@@ -17,7 +17,6 @@ import numpy as np
 
 from ..boxes import centers, paired_iou
 from ..context import ScoringContext, Verdicts
-from ..depth import check_depth
 from ..labels import t2i_target_noun
 from ..segments import first_true, gather, last_true_before
 from ..types import ImageScore
@@ -283,7 +282,7 @@ def score_3d(context: ScoringContext, config: T2ICompBench3DConfig) -> Verdicts:
             continue
         if context.depths[i] is None:
             raise ValueError(f"image {i}: t2i_compbench_3d scores {words[i]!r} from depth, but depth is None")
-        depth = check_depth(context.depths[i], context.image_sizes[i], f"image {i}")
+        depth = context.depths[i]  # validated by `ScoringContext.build`
         if not both[i]:
             continue
         low, high = float(depth.min()), float(depth.max())
