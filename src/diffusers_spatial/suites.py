@@ -10,6 +10,11 @@ bias for one wording, which is what TORE consumes.
 | `3d` | in_front_of, behind | "a {A} in front of a {B}" | COCO-80 pairs |
 | `geneval_position` | left_of, right_of, above, below | "a photo of a {A} left of a {B}" (GenEval) | COCO-80 pairs |
 | `heldout` | all six | phrasings and object words the curated training data never uses | COCO synonyms |
+| `world` | left_of, right_of, above, below | "a red circle to the left of a blue square" | the spatial world's objects |
+| `world_3d` | in_front_of, behind | "a red circle in front of a blue square" | the spatial world's objects |
+
+The world suites (`diffusers_spatial.world`) pair objects of different colours and different shapes, so each is
+named by its noun alone: 36 pairs in the default world.
 
 Examples:
 
@@ -90,14 +95,23 @@ class SuitePrompt:
         return asdict(self)
 
 
-SUITES: tuple[str, ...] = ("sr2d", "3d", "geneval_position", "heldout")
+SUITES: tuple[str, ...] = ("sr2d", "3d", "geneval_position", "heldout", "world", "world_3d")
 
 
 def _with_article(noun: str) -> str:
     return f"{'an' if noun[0] in 'aeiou' else 'a'} {noun}"
 
 
+def _world_pairs() -> list[tuple[str, str]]:
+    from .world.config import WorldConfig
+
+    objects = WorldConfig().object_names
+    return [(a, b) for a, b in combinations(objects, 2) if not set(a.split()) & set(b.split())]
+
+
 def _spec(name: str) -> tuple[Sequence[str], dict[str, str], str, Sequence[str]]:
+    if name in ("world", "world_3d"):
+        return (), _SR2D_PHRASES | _3D_PHRASES, "{a} {phrase} {b}", RELATIONS_2D if name == "world" else RELATIONS_3D
     if name == "sr2d":
         return COCO_CLASSES, _SR2D_PHRASES, "{a} {phrase} {b}", RELATIONS_2D
     if name == "3d":
@@ -125,7 +139,7 @@ def build_suite(name: str, *, num_pairs: int | None = None, seed: int = 0) -> li
     objects, phrases, template, relations = _spec(name)
     if num_pairs is not None and num_pairs < 1:
         raise ValueError(f"num_pairs must be >= 1 or None, got {num_pairs}.")
-    pairs = list(combinations(objects, 2))
+    pairs = _world_pairs() if name in ("world", "world_3d") else list(combinations(objects, 2))
     rng = random.Random(seed)
     rng.shuffle(pairs)
     if num_pairs is not None:

@@ -12,6 +12,7 @@ depth (larger = nearer) at each image's own size.
 `load_detector` / `load_depth_estimator` turn a name into a backend:
 
 - `"embedded"` (the default detector): the COCO-80 CenterNet that ships with the package (offline, CPU);
+- `"world"` (detector and depth): the exact perception of the synthetic spatial world (`diffusers_spatial.world`);
 - a preset name (`DETECTOR_PRESETS`, `DEPTH_PRESETS`): a Hub model with the settings a published benchmark uses,
   e.g. `"visor"` = OWL-ViT `google/owlvit-base-patch32`, score > 0.1, query "a photo of a {noun}";
 - any other string: a Hugging Face model id or a local folder (`save_pretrained` output); the backend is chosen
@@ -183,6 +184,12 @@ DEFAULT_DEPTH_PRESET = "depth-anything-v2"
 """The depth preset we recommend to users with the Hub (no depth model ships with the package)."""
 
 EMBEDDED = "embedded"
+WORLD = "world"
+
+
+def _world_kwargs(kwargs: dict[str, Any]) -> dict[str, Any]:
+    """The world backends are exact and run on the CPU: torch device / dtype / batch options do not apply."""
+    return {k: v for k, v in kwargs.items() if k not in ("device", "torch_dtype", "batch_size")}
 
 
 def load_detector(name_or_path: str | os.PathLike | Detector = EMBEDDED, **kwargs: Any) -> Detector:
@@ -236,6 +243,10 @@ def load_detector(name_or_path: str | os.PathLike | Detector = EMBEDDED, **kwarg
                 f"torch_dtype={torch_dtype!r}"
             )
         return EmbeddedDetector(**kwargs)
+    if name == WORLD:
+        from ..world.perception import WorldDetector
+
+        return WorldDetector(**_world_kwargs(kwargs))
     if name in DETECTOR_PRESETS:
         preset = DETECTOR_PRESETS[name]
         name, kwargs = preset.model, {**preset.kwargs(), **kwargs}
@@ -280,6 +291,10 @@ def load_depth_estimator(name_or_path: str | os.PathLike | DepthEstimator, **kwa
             f"no depth model ships with the package: pass a depth preset ({sorted(DEPTH_PRESETS)}), a Hub model id "
             "or a local folder, or use depth=None for the geometric fallback"
         )
+    if name == WORLD:
+        from ..world.perception import WorldDepthEstimator
+
+        return WorldDepthEstimator(**_world_kwargs(kwargs))
     if name in DEPTH_PRESETS:
         name = DEPTH_PRESETS[name].model
     from .hf_depth import HFDepthEstimator

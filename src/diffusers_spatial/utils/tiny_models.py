@@ -34,6 +34,7 @@ from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProject
 
 __all__ = [
     "TINY_LORA_TARGETS",
+    "byte_level_alphabet",
     "make_tiny_lora",
     "make_tiny_sd",
     "make_tiny_sdxl",
@@ -43,6 +44,11 @@ __all__ = [
 # The attention projections ESPLoRA (and most diffusers LoRA scripts) adapt.
 TINY_LORA_TARGETS = ("to_q", "to_k", "to_v", "to_out.0")
 _TEXT_ENCODER_LORA_TARGETS = ("q_proj", "k_proj", "v_proj", "out_proj")
+
+
+def byte_level_alphabet() -> list[str]:
+    """The 256 printable symbols GPT-2 / CLIP byte-level BPE uses for the bytes 0..255, in CLIP's vocabulary order."""
+    return list(_bytes_to_unicode().values())
 
 
 def _bytes_to_unicode() -> dict[int, str]:
@@ -66,7 +72,7 @@ def tiny_clip_tokenizer(model_max_length: int = 77) -> CLIPTokenizer:
     `<|startoftext|>` and `<|endoftext|>` as the two largest ids (so text encoders pooling at the argmax id pool at
     the end-of-text token, as with real CLIP). Any text tokenizes; nothing is downloaded.
     """
-    symbols = list(_bytes_to_unicode().values())
+    symbols = byte_level_alphabet()
     vocab = {s: i for i, s in enumerate(symbols)}
     vocab.update({s + "</w>": i + len(symbols) for i, s in enumerate(symbols)})
     vocab["<|startoftext|>"] = len(vocab)
