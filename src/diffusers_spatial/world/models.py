@@ -58,8 +58,8 @@ class WorldModelConfig:
     text_hidden_size: int = 128
     text_layers: int = 3
     text_heads: int = 4
-    vae_channels: tuple[int, ...] = (32, 64, 64)
-    unet_channels: tuple[int, ...] = (64, 128, 128)
+    vae_channels: tuple[int, ...] = (32, 64)
+    unet_channels: tuple[int, ...] = (32, 64, 128)
     unet_heads: int = 4
 
     def to_dict(self) -> dict:
