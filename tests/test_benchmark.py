@@ -129,7 +129,12 @@ def test_four_way_report(bench_run):
         for protocol in ("visor", "geneval", "esplora"):
             figure = report["comparison"]["headline"][name][protocol]
             assert figure["value"] == own["summary"][protocol][figure["figure"]]
-        assert report["comparison"]["per_relation"][name] == own["protocols"]["esplora"]["per_relation"]
+        per_relation = report["comparison"]["per_relation"][name]
+        assert {r: {k: v for k, v in stats.items() if k != "interval"} for r, stats in per_relation.items()} == (
+            own["protocols"]["esplora"]["per_relation"]
+        )
+        for stats in per_relation.values():  # a 95% interval around every rate
+            assert stats["interval"][0] <= stats["rate"] <= stats["interval"][1]
     assert "TINY RANDOM MODEL (test)" in format_summary(report)
 
 
@@ -354,9 +359,22 @@ def test_compare_variants_counts_paired_changes():
     assert table["reference"] == "baseline"
     assert table["headline"]["lora"]["visor"] == {"figure": "VISOR_uncond", "value": 75.0}
     paired = table["paired"]
-    assert paired["baseline"] == {"n": 3, "fixed": 0, "broken": 0, "both_right": 1, "both_wrong": 2, "delta": 0.0}
-    assert paired["lora"] == {"n": 3, "fixed": 2, "broken": 1, "both_right": 0, "both_wrong": 0, "delta": 1 / 3}
-    assert table["per_relation"]["lora"] == left
+    assert paired["baseline"] == {
+        "n": 3, "fixed": 0, "broken": 0, "both_right": 1, "both_wrong": 2, "delta": 0.0, "interval": [0.0, 0.0],
+        "p_value": 1.0,
+    }  # fmt: skip
+    lora = paired["lora"]
+    assert {k: lora[k] for k in ("n", "fixed", "broken", "both_right", "both_wrong")} == {
+        "n": 3, "fixed": 2, "broken": 1, "both_right": 0, "both_wrong": 0,
+    }  # fmt: skip
+    assert lora["delta"] == 1 / 3 and lora["interval"][0] < 0 < 1 / 3 < lora["interval"][1] and lora["p_value"] == 1.0
+    assert table["accuracy"]["lora"] == {
+        "correct": 3,
+        "n": 4,
+        "rate": 0.75,
+        "interval": pytest.approx([0.301, 0.954], abs=1e-3),
+    }
+    assert {k: v for k, v in table["per_relation"]["lora"]["left_of"].items() if k != "interval"} == left["left_of"]
 
 
 def test_grid_selection_prefers_disagreements_then_mixes_outcomes():

@@ -637,9 +637,12 @@ def compare_variants(
         primary_protocol: the protocol of the per-relation and paired comparisons.
 
     Returns:
-        `headline` (variant -> protocol -> {"figure", "value"}), `per_relation` (variant -> relation -> {"n",
-        "correct", "rate"}), `paired` (variant -> {"n", "fixed", "broken", "both_right", "both_wrong", "delta"}
-        against the reference on the images both determined) and `counts` (variant -> the metric's counts).
+        `headline` (variant -> protocol -> {"figure", "value"}), `accuracy` (variant -> the primary protocol's
+        {"correct", "n", "rate", "interval"}: right verdicts over all images, Wilson 95% interval),
+        `per_relation` (variant -> relation -> {"n", "correct", "rate", "interval"}), `paired` (variant -> {"n",
+        "fixed", "broken", "both_right", "both_wrong", "delta", "interval", "p_value"} against the reference on the
+        images both determined: the change of accuracy, its 95% interval and the exact McNemar p-value; see
+        `geometry.intervals`) and `counts` (variant -> the metric's counts).
 
     Examples:
 
@@ -650,21 +653,31 @@ def compare_variants(
     >>> table = compare_variants({"baseline": report(0.25), "tore": report(0.5)}, verdicts, "esplora")
     >>> table["headline"]["tore"]["esplora"]
     {'figure': 'accuracy', 'value': 0.5}
-    >>> table["paired"]["tore"]  # images a and b are judged in both runs; a was fixed
-    {'n': 2, 'fixed': 1, 'broken': 0, 'both_right': 1, 'both_wrong': 0, 'delta': 0.5}
+    >>> {k: table["paired"]["tore"][k] for k in ("n", "fixed", "broken", "delta")}  # a and b judged in both; a fixed
+    {'n': 2, 'fixed': 1, 'broken': 0, 'delta': 0.5}
+    >>> table["accuracy"]["tore"]["correct"], table["accuracy"]["tore"]["n"]
+    (2, 3)
 
     ```
     """
+    from .geometry.intervals import paired_change, wilson_interval
+
     names = list(reports)
     reference = names[0]
-    headline, per_relation, paired, counts = {}, {}, {}, {}
+    headline, accuracy, per_relation, paired, counts = {}, {}, {}, {}, {}
     for name in names:
         summary = reports[name]["summary"]
         headline[name] = {
             protocol: {"figure": HEADLINE_FIGURES[protocol], "value": figures.get(HEADLINE_FIGURES[protocol])}
             for protocol, figures in summary.items()
         }
-        per_relation[name] = reports[name]["protocols"][primary_protocol]["per_relation"]
+        right, n = sum(v is True for v in verdicts[name].values()), len(verdicts[name])
+        accuracy[name] = {"correct": right, "n": n, "rate": right / n if n else None}
+        accuracy[name]["interval"] = list(wilson_interval(right, n))
+        per_relation[name] = {
+            relation: {**stats, "interval": list(wilson_interval(stats["correct"], stats["n"]))}
+            for relation, stats in reports[name]["protocols"][primary_protocol]["per_relation"].items()
+        }
         counts[name] = reports[name].get("counts", {})
         pairs = [
             (verdicts[reference][key], verdict)
@@ -673,17 +686,21 @@ def compare_variants(
         ]
         fixed = sum(not before and after for before, after in pairs)
         broken = sum(before and not after for before, after in pairs)
+        change = paired_change(fixed, broken, len(pairs))
         paired[name] = {
             "n": len(pairs),
             "fixed": fixed,
             "broken": broken,
             "both_right": sum(before and after for before, after in pairs),
             "both_wrong": sum(not before and not after for before, after in pairs),
-            "delta": (fixed - broken) / len(pairs) if pairs else None,
+            "delta": change["delta"],
+            "interval": None if change["interval"] is None else list(change["interval"]),
+            "p_value": change["p_value"],
         }
     return {
         "reference": reference,
         "headline": headline,
+        "accuracy": accuracy,
         "per_relation": per_relation,
         "paired": paired,
         "counts": counts,
@@ -836,28 +853,37 @@ def _headline_header(protocol: str) -> str:
 def _comparison_rows(report: Mapping[str, Any]) -> tuple[list[str], list[list[Any]]]:
     comparison, primary = report["comparison"], report["primary_protocol"]
     header = ["variant", *(_headline_header(p) for p in report["protocols"])]
-    header += [f"undetermined ({primary})", f"paired vs baseline ({primary})", "prompts rewritten by TORE"]
+    header += [f"{primary} 95% CI", f"undetermined ({primary})", f"paired vs baseline ({primary})"]
+    header += ["prompts rewritten by TORE"]
     rows = []
     for name, variant in report["variants"].items():
         headline = comparison["headline"][name]
         summary = variant["summary"][primary]
-        paired = comparison["paired"][name]
-        change = (
-            "reference"
-            if name == comparison["reference"]
-            else f"+{paired['fixed']} fixed / -{paired['broken']} broken of {paired['n']}"
-        )
-        rewritten = f"{variant['prompts_rewritten']} of {variant['prompts']}"
         rows.append(
             [
                 variant["label"],
                 *(headline[p]["value"] for p in report["protocols"]),
+                _interval_text(comparison.get("accuracy", {}).get(name, {}).get("interval")),
                 f"{summary['undetermined']} of {summary['n_images']}",
-                change,
-                rewritten,
+                "reference" if name == comparison["reference"] else _paired_text(comparison["paired"][name]),
+                f"{variant['prompts_rewritten']} of {variant['prompts']}",
             ]
         )
     return header, rows
+
+
+def _interval_text(interval) -> str:
+    return "–" if interval is None else f"[{interval[0]:.2f}, {interval[1]:.2f}]"
+
+
+def _paired_text(paired: Mapping[str, Any]) -> str:
+    """ "+31 fixed / -4 broken of 288: +0.09 [0.06, 0.13], p < 0.001"."""
+    text = f"+{paired['fixed']} fixed / -{paired['broken']} broken of {paired['n']}"
+    if paired.get("interval") is None:
+        return text
+    p = paired["p_value"]
+    p_text = "p < 0.001" if p < 0.001 else f"p = {p:.3f}"
+    return f"{text}: {paired['delta']:+.2f} {_interval_text(paired['interval'])}, {p_text}"
 
 
 def _relations(report: Mapping[str, Any]) -> list[str]:
@@ -907,8 +933,9 @@ def render_bench_markdown(report: Mapping[str, Any], plots: Mapping[str, str] | 
     out += [
         "Headline figures: VISOR_uncond in percent, the others as fractions of the images (see docs/metrics.md). "
         "`–`: the protocol scores no image of this suite (e.g. a 3D protocol on a 2D suite, or T2I-CompBench 3D "
-        "without a depth model). Paired: images judged by the primary protocol in both runs; fixed = wrong in the "
-        "baseline and right here, broken = the reverse.",
+        "without a depth model). 95% CI: Wilson interval of the primary protocol's accuracy (right verdicts over all "
+        "images). Paired: images judged by the primary protocol in both runs; fixed = wrong in the baseline and right "
+        "here, broken = the reverse; then the change of accuracy, its 95% interval and the exact McNemar p-value.",
         "",
     ]
     if "comparison" in plots:
@@ -921,7 +948,11 @@ def render_bench_markdown(report: Mapping[str, Any], plots: Mapping[str, str] | 
         cells = []
         for name in report["variants"]:
             stats = per_relation[name].get(relation)
-            cells.append("–" if stats is None else f"{format_cell(stats['rate'])} ({stats['correct']}/{stats['n']})")
+            cells.append(
+                "–"
+                if stats is None
+                else f"{format_cell(stats['rate'])} ({stats['correct']}/{stats['n']}) {_interval_text(stats.get('interval'))}"
+            )
         rows.append([relation, *cells])
     out += markdown_table(["relation", *(v["label"] for v in report["variants"].values())], rows)
     if "per_relation" in plots:
