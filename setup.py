@@ -62,7 +62,7 @@ setup(
     package_dir={"": "src"},
     packages=find_packages("src"),
     include_package_data=True,
-    package_data={"diffusers_spatial": ["assets/*"]},
+    package_data={"diffusers_spatial": ["assets/*", "assets/world-base/*", "assets/world-base/*/*"]},
     cmdclass={"build_py": BuildPy},
     python_requires=">=3.10",
     install_requires=INSTALL_REQUIRES,

@@ -95,7 +95,7 @@ def parse_args(input_args=None):
     parser.add_argument("--logging_dir", type=str, default="logs")
 
     text = parser.add_argument_group("stage 1: text encoder (CLIP)")
-    text.add_argument("--text_encoder_steps", type=int, default=1500)
+    text.add_argument("--text_encoder_steps", type=int, default=3000)
     text.add_argument("--text_encoder_batch_size", type=int, default=128)
     text.add_argument("--text_encoder_learning_rate", type=float, default=1e-3)
 
@@ -251,10 +251,26 @@ def train_text_encoder(args, world, model_config):
             save_checkpoint(accelerator, stage_dir, step + 1, {"seed": args.seed}, args.checkpoints_total_limit)
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
-        text_encoder = accelerator.unwrap_model(model).text_encoder
-        text_encoder.save_pretrained(Path(args.output_dir, "text_encoder"))
+        clip = accelerator.unwrap_model(model).eval()
+        # Held out: does the text tower tell a caption from its mirror image? (The UNet can only follow what it does.)
+        held_out = {"mirror_accuracy": mirror_accuracy_held_out(clip, tokens, world, args.seed, accelerator)}
+        (stage_dir / "eval.json").write_text(json.dumps(held_out))
+        logger.info(f"text encoder, held out: {held_out}")
+        clip.text_encoder.save_pretrained(Path(args.output_dir, "text_encoder"))
         tokenizer.save_pretrained(Path(args.output_dir, "tokenizer"))
     accelerator.end_training()
+
+
+@torch.no_grad()
+def mirror_accuracy_held_out(clip, tokens, world, seed, accelerator, num_samples=1024):
+    """Share of fresh images (another seed) that match their relation caption better than its mirror image."""
+    regime = CaptionRegime("relations", p_relation_caption=1.0, p_reading_order=0.5, p_mirror_error=0.0)
+    pixels, samples = world_batch(world, regime, derive_seed(seed, 10), 0, num_samples, accelerator)
+    captions = [s.caption for s in samples]
+    image_embeds, true_embeds, _ = clip(pixels, tokens([c.text for c in captions]))
+    _, mirror_embeds, _ = clip(pixels, tokens([mirrored(c) for c in captions]))
+    better = (image_embeds * true_embeds).sum(-1) > (image_embeds * mirror_embeds).sum(-1)
+    return round(better.float().mean().item(), 4)
 
 
 # ----------------------------------------------------------------------------------------------------------------
