@@ -27,6 +27,7 @@ as a diffusers folder); a finished stage's component (`text_encoder/`, `vae/`, `
 
 import argparse
 import json
+import logging
 import math
 import os
 import resource
@@ -54,6 +55,7 @@ from diffusers_spatial.training.checkpoints import (
 )
 from diffusers_spatial.training.loss import diffusion_loss, sample_latents
 from diffusers_spatial.training.randomness import derive_seed, step_generator
+from diffusers_spatial.utils.distributed import process_state
 from diffusers_spatial.world import LAION_LIKE, CaptionRegime, WorldConfig, world_prompt, world_sample
 from diffusers_spatial.world.evaluation import evaluate_world_model, world_scorer
 from diffusers_spatial.world.model_card import plot_learning_curve, write_world_model_card
@@ -487,6 +489,8 @@ def train_unet(args, world, model_config):
 
 
 def main(args):
+    process_state()  # the process group first (CPU processes under torchrun included); logging needs it
+    logging.basicConfig(format="%(asctime)s - %(levelname)s - %(name)s - %(message)s", level=logging.INFO)
     world = WorldConfig(**({"relations": tuple(args.relations)} if args.relations else {}))
     model_config = WorldModelConfig()
     output_dir = Path(args.output_dir)
