@@ -143,6 +143,18 @@ def test_samples_are_pure_functions_of_their_index():
     )
 
 
+def test_held_out_pairs_are_never_drawn():
+    held_out = {frozenset(("red circle", "blue square")), frozenset(("green triangle", "yellow circle"))}
+    pairs = set()
+    for index in range(2000):
+        scene = world_sample(WorldConfig(), VERIFIED, 0, index, exclude_pairs=held_out).scene
+        pairs.add(frozenset((scene.subject.name, scene.object.name)))
+    assert len(pairs) == 34 and not pairs & held_out
+    all_pairs = {frozenset(p) for p in pairs | held_out}
+    with pytest.raises(ValueError, match="no object pair"):
+        world_sample(WorldConfig(), VERIFIED, 0, 0, exclude_pairs=all_pairs)
+
+
 def test_caption_regime_is_validated():
     with pytest.raises(ValueError, match="p_mirror_error"):
         CaptionRegime("x", p_relation_caption=0.5, p_reading_order=0.5, p_mirror_error=1.5)
@@ -255,6 +267,9 @@ def test_world_dataset_resumes_and_refuses_other_settings(tmp_path):
     assert sorted(p.read_bytes() for p in out.glob("data/*/*.parquet")) == first
     with pytest.raises(ValueError, match="other settings"):
         write_world_dataset(out, num_rows=8, shard_size=4, seed=1, progress=False)
+    held_out = [frozenset(("red circle", "blue square"))]
+    with pytest.raises(ValueError, match="other settings"):
+        write_world_dataset(out, num_rows=8, shard_size=4, exclude_pairs=held_out, progress=False)
     with pytest.raises(ValueError, match="not true relations"):
         write_world_dataset(tmp_path / "laion", num_rows=4, regime=LAION_LIKE, progress=False)
 

@@ -28,6 +28,7 @@ Examples:
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass
 
 import numpy as np
@@ -111,14 +112,25 @@ class WorldSample:
         return out
 
 
-def world_sample(config: WorldConfig, regime: CaptionRegime, seed: int, index: int) -> WorldSample:
+def world_sample(
+    config: WorldConfig,
+    regime: CaptionRegime,
+    seed: int,
+    index: int,
+    *,
+    exclude_pairs: Collection[frozenset[str]] = (),
+) -> WorldSample:
     """Sample `index` of the world dataset `(config, regime, seed)`: a pure function of its arguments.
 
     A `balanced` regime cycles through `config.relations` (index modulo their number), so any run of consecutive
     indices is relation-balanced; otherwise the layout is drawn at random.
+
+    Args:
+        exclude_pairs: object pairs (`frozenset({"red circle", "blue square"})`) never drawn (see
+            `scene.pick_objects`): keep them for held-out evaluation.
     """
     rng = np.random.default_rng([int(seed), int(index)])
     relation = config.relations[index % len(config.relations)] if regime.balanced else None
-    scene = sample_scene(config, rng, relation=relation)
+    scene = sample_scene(config, rng, relation=relation, exclude_pairs=exclude_pairs)
     caption = caption_scene(scene, regime, rng)
     return WorldSample(render_scene(scene, config), caption, scene, int(seed), int(index))

@@ -25,6 +25,7 @@ from __future__ import annotations
 import io
 import json
 import os
+from collections.abc import Collection
 from pathlib import Path
 
 import numpy as np
@@ -103,6 +104,7 @@ def write_world_dataset(
     regime: CaptionRegime = VERIFIED,
     seed: int = 0,
     shard_size: int = 1000,
+    exclude_pairs: Collection[frozenset[str]] = (),
     progress: bool = True,
 ) -> dict:
     """Write (or finish writing) a world dataset of `num_rows` verified rows; returns its statistics.
@@ -114,6 +116,8 @@ def write_world_dataset(
         regime: a caption regime whose captions are all true relations (`VERIFIED` or a variant).
         seed: the sample stream's seed.
         shard_size: rows per parquet shard (the unit of resumption).
+        exclude_pairs: object pairs (`frozenset({"red circle", "blue square"})`) no row shows: the pairs an
+            evaluation holds out.
         progress: show a progress bar.
     """
     config = config or WorldConfig()
@@ -133,6 +137,7 @@ def write_world_dataset(
         "seed": seed,
         "num_rows": num_rows,
         "shard_size": shard_size,
+        "exclude_pairs": sorted(sorted(pair) for pair in exclude_pairs),
     }
     settings = json.loads(json.dumps(settings))  # as recorded: JSON lists, not tuples
     settings_path = manifest_dir(output_dir) / "runs" / "world.json"
@@ -145,6 +150,7 @@ def write_world_dataset(
     else:
         atomic_write_json(settings_path, settings)
     remove_stale_temporaries(output_dir)
+    excluded = {frozenset(pair) for pair in exclude_pairs}
     done = completed_shards(output_dir)
     depth = WorldDepthEstimator(config)
     starts = range(0, num_rows, shard_size)
@@ -156,7 +162,9 @@ def write_world_dataset(
         writer = ShardWriter(output_dir, shard)
         try:
             rows = [
-                world_row(world_sample(config, regime, seed, i), config, shard=shard, depth=depth)
+                world_row(
+                    world_sample(config, regime, seed, i, exclude_pairs=excluded), config, shard=shard, depth=depth
+                )
                 for i in range(start, stop)
             ]
             writer.write(rows)

@@ -24,6 +24,7 @@ Examples:
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -37,6 +38,7 @@ __all__ = [
     "Scene",
     "WorldObject",
     "object_mask",
+    "pick_objects",
     "render_scene",
     "sample_scene",
     "shape_mask",
@@ -141,11 +143,30 @@ def render_scene(scene: Scene, config: WorldConfig) -> np.ndarray:
     return image
 
 
-def _pick_objects(config: WorldConfig, rng: np.random.Generator) -> tuple[tuple[str, str], tuple[str, str]]:
-    colors = rng.choice(len(config.colors), size=2, replace=False)
-    shapes = rng.choice(len(config.shapes), size=2, replace=False)
+def pick_objects(
+    config: WorldConfig, rng: np.random.Generator, exclude_pairs: Collection[frozenset[str]] = ()
+) -> tuple[tuple[str, str], tuple[str, str]]:
+    """Two objects `(colour, shape)` of different colours and different shapes, never a pair of `exclude_pairs`
+    (object names, either order); redrawn from `rng` until allowed."""
+    excluded = {frozenset(pair) for pair in exclude_pairs}
     names = config.color_names
-    return (names[colors[0]], config.shapes[shapes[0]]), (names[colors[1]], config.shapes[shapes[1]])
+    if excluded:
+        pairs = {
+            frozenset((f"{c1} {s1}", f"{c2} {s2}"))
+            for c1 in names
+            for c2 in names
+            for s1 in config.shapes
+            for s2 in config.shapes
+            if c1 != c2 and s1 != s2
+        }
+        if pairs <= excluded:
+            raise ValueError("exclude_pairs leaves no object pair to draw")
+    while True:
+        colors = rng.choice(len(config.colors), size=2, replace=False)
+        shapes = rng.choice(len(config.shapes), size=2, replace=False)
+        first, second = (names[colors[0]], config.shapes[shapes[0]]), (names[colors[1]], config.shapes[shapes[1]])
+        if frozenset((" ".join(first), " ".join(second))) not in excluded:
+            return first, second
 
 
 def _layout_2d(config: WorldConfig, rng: np.random.Generator, first_radius: float, second_radius: float):
@@ -199,6 +220,7 @@ def sample_scene(
     *,
     relation: str | None = None,
     objects: tuple[tuple[str, str], tuple[str, str]] | None = None,
+    exclude_pairs: Collection[frozenset[str]] = (),
 ) -> Scene:
     """Draw a random scene whose subject stands in `relation` (default: any of `config.relations`) to its object.
 
@@ -209,13 +231,14 @@ def sample_scene(
         relation: a relation id of `config.relations`, or None for a random one.
         objects: `((colour, shape), (colour, shape))` of subject and object, or None for a random pair (two
             different colours and two different shapes).
+        exclude_pairs: object pairs a random pair is never drawn from (held out for evaluation).
     """
     if relation is None:
         relation = config.relations[int(rng.integers(len(config.relations)))]
     elif relation not in config.relations:
         raise ValueError(f"relation {relation!r} is not drawn in this world: expected one of {config.relations}")
     if objects is None:
-        objects = _pick_objects(config, rng)
+        objects = pick_objects(config, rng, exclude_pairs)
     (s_color, s_shape), (o_color, o_shape) = objects
     if s_color == o_color or s_shape == o_shape:
         raise ValueError(f"the two objects must differ in colour and in shape, got {objects}")
