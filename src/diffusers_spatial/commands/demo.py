@@ -7,8 +7,9 @@ scratch on a synthetic world of coloured shapes with LAION-like captions, where 
 1. writes a verified world dataset (the spatial dataset's format: parquet + card) with
    `diffusers_spatial.world.write_world_dataset`;
 2. trains an ESPLoRA on it with `examples/train_esplora.py` (unchanged, through `accelerate launch`);
-3. runs `diffusers-spatial bench` on the world base model: baseline, +TORE (calibrated on other seeds), +LoRA,
-   +LoRA+TORE, on the `world` suite, judged by the world's exact perception, with 95% intervals and paired changes;
+3. runs `diffusers-spatial bench` on the world base model: baseline, +TORE, +LoRA, +LoRA+TORE, on the `world`
+   suite, judged by the world's exact perception, with 95% intervals and paired changes. Everything is held out:
+   the evaluated object pairs appear in no training row, and TORE is calibrated on the other pairs;
 4. prints the comparison and the commands of the same loop on SD 1.5 (a GPU and the Hub);
 5. the metric on real photos with hand-labelled answers (no generative model).
 
@@ -24,6 +25,7 @@ diffusers-spatial demo --out outputs/demo
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import subprocess
 import sys
@@ -50,8 +52,13 @@ def register(subparsers) -> None:
     parser.add_argument("--model", default=None, help="A world base model folder (default: the shipped one).")
     parser.add_argument("--train-steps", type=int_at_least(1), default=300, help="ESPLoRA training steps (300).")
     parser.add_argument("--dataset-rows", type=int_at_least(8), default=4000, help="Verified world rows (4000).")
-    parser.add_argument("--num-pairs", type=int_at_least(1), default=None, help="Object pairs of the suite (all 36).")
-    parser.add_argument("--images-per-prompt", type=int_at_least(1), default=1, help="Images per prompt (1).")
+    parser.add_argument(
+        "--num-pairs",
+        type=int_at_least(1),
+        default=18,
+        help="Object pairs evaluated (18 of the world's 36); the LoRA never sees them, TORE is calibrated on others.",
+    )
+    parser.add_argument("--images-per-prompt", type=int_at_least(1), default=2, help="Images per prompt (2).")
     parser.add_argument("--no-progress", action="store_true", help="Hide progress bars.")
     parser.set_defaults(func=run)
 
@@ -88,14 +95,17 @@ def _say(message: str) -> None:
     print(f"[demo] {message}", flush=True)
 
 
-def _build_dataset(folder: Path, rows: int, progress: bool) -> None:
+def _build_dataset(folder: Path, rows: int, held_out: set, progress: bool) -> None:
     from ..world.dataset import write_world_dataset
 
     if (folder / "stats.json").is_file():  # written last: the dataset is complete
         _say(f"1/5 world dataset: already written in {folder}")
         return
-    _say(f"1/5 world dataset: {rows} verified rows (both object orders, balanced relations) into {folder}")
-    stats = write_world_dataset(folder, num_rows=rows, progress=progress)
+    _say(
+        f"1/5 world dataset: {rows} verified rows (both object orders, balanced relations; the {len(held_out)} "
+        f"evaluated object pairs held out) into {folder}"
+    )
+    stats = write_world_dataset(folder, num_rows=rows, exclude_pairs=held_out, progress=progress)
     _say(f"    {stats['rows_out']} rows; card: {folder / 'README.md'}")
 
 
@@ -130,8 +140,6 @@ def _train_lora(model: Path, dataset: Path, output_dir: Path, args: argparse.Nam
 
 def real_run_commands(bench_config) -> str:
     """Markdown: the commands of the real run (SD 1.5 on a GPU) that this demo rehearses on the world."""
-    import dataclasses
-
     from ..benchmark import bench_command
 
     train = training_arguments(REAL_MODEL, "spatial-dataset", "esplora-sd15", resolution=512, steps=5000)
@@ -149,6 +157,7 @@ def real_run_commands(bench_config) -> str:
         batch_size=8,
         dtype="float16",
         detector="owlv2",
+        calibration="seed",
         notice=None,
     )
     lines = [
@@ -164,7 +173,7 @@ def real_run_commands(bench_config) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..benchmark import BenchConfig, format_summary, run_bench
+    from ..benchmark import BenchConfig, format_summary, run_bench, split_suite
     from ..world import WORLD_MODEL_NOTICE, world_model_path
 
     out = Path(args.out)
@@ -180,13 +189,9 @@ def run(args: argparse.Namespace) -> int:
     _say(WORLD_MODEL_NOTICE)
     progress = not args.no_progress
 
-    _build_dataset(out / "world-dataset", args.dataset_rows, progress)
-    _say(f"2/5 world base model: {model} (model card: {model / 'README.md'})")
-    lora = _train_lora(model, out / "world-dataset", out / "esplora", args)
-
+    # Held out twice over: the evaluated object pairs are in no training row, and TORE is calibrated on the others.
     config = BenchConfig(
         model=str(model),
-        lora=None if lora is None else str(lora),
         suite="world",
         num_pairs=args.num_pairs,
         images_per_prompt=args.images_per_prompt,
@@ -195,8 +200,17 @@ def run(args: argparse.Namespace) -> int:
         batch_size=64,
         detector="world",
         eval_batch_size=64,
+        calibration="facts",
         notice=WORLD_MODEL_NOTICE,
     )
+    try:
+        held_out = {frozenset((p.subject, p.object)) for p in split_suite(config).evaluation}
+    except ValueError as err:  # no pair left for TORE's calibration
+        raise SystemExit(f"diffusers-spatial demo: error: --num-pairs: {err}") from None
+    _build_dataset(out / "world-dataset", args.dataset_rows, held_out, progress)
+    _say(f"2/5 world base model: {model} (model card: {model / 'README.md'})")
+    lora = _train_lora(model, out / "world-dataset", out / "esplora", args)
+    config = dataclasses.replace(config, lora=None if lora is None else str(lora))
     variants = ", ".join(v.label for v in config.variants())
     _say(f"4/5 bench: {variants} on the world suite, judged by the world's exact perception")
     appendix = real_run_commands(config)
