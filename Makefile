@@ -18,7 +18,8 @@ $(STAMP): setup.py constraints.txt
 system-deps:
 	@bash scripts/install_system_deps.sh
 
-demo: $(STAMP)
+# The demo's last step (the metric on real photos) reads Debian's darknet photos: installed here too.
+demo: $(STAMP) system-deps
 	$(BIN)/diffusers-spatial demo --out outputs/demo
 
 test: $(STAMP) system-deps

@@ -162,6 +162,15 @@ def peak_memory_mb():
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
+def record_timing(stage_dir, steps, seconds):
+    """Append this session's training time to `timing.jsonl` (a resumed stage has one line per session)."""
+    stage_dir.mkdir(parents=True, exist_ok=True)
+    record = {"steps": steps, "seconds": round(seconds, 1), "seconds_per_step": round(seconds / max(steps, 1), 4)}
+    record.update(peak_memory_mb=round(peak_memory_mb(), 1), threads=torch.get_num_threads())
+    with open(stage_dir / "timing.jsonl", "a", encoding="utf-8") as f:
+        f.write(json.dumps(record) + "\n")
+
+
 # ----------------------------------------------------------------------------------------------------------------
 # Stage 1: the text encoder, as the text tower of a CLIP trained on the world
 # ----------------------------------------------------------------------------------------------------------------
@@ -226,6 +235,7 @@ def train_text_encoder(args, world, model_config):
 
     seed = derive_seed(args.seed, 1)
     progress = tqdm(range(args.text_encoder_steps), initial=start, desc="text encoder (CLIP)")
+    started = time.perf_counter()
     for step in range(start, args.text_encoder_steps):
         model.train()
         pixels, samples = world_batch(world, CLIP_CAPTIONS, seed, step, args.text_encoder_batch_size, accelerator)
@@ -253,6 +263,7 @@ def train_text_encoder(args, world, model_config):
             save_checkpoint(accelerator, stage_dir, step + 1, {"seed": args.seed}, args.checkpoints_total_limit)
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
+        record_timing(stage_dir, args.text_encoder_steps - start, time.perf_counter() - started)
         clip = accelerator.unwrap_model(model).eval()
         # Held out: does the text tower tell a caption from its mirror image? (The UNet can only follow what it does.)
         held_out = {"mirror_accuracy": mirror_accuracy_held_out(clip, tokens, world, args.seed, accelerator)}
@@ -308,6 +319,7 @@ def train_vae(args, world, model_config):
     start = resume(accelerator, args, stage_dir)
     seed = derive_seed(args.seed, 2)
     progress = tqdm(range(args.vae_steps), initial=start, desc="VAE")
+    started = time.perf_counter()
     for step in range(start, args.vae_steps):
         vae.train()
         pixels, _ = world_batch(world, LAION_LIKE, seed, step, args.vae_batch_size, accelerator)
@@ -327,6 +339,7 @@ def train_vae(args, world, model_config):
             save_checkpoint(accelerator, stage_dir, step + 1, {"seed": args.seed}, args.checkpoints_total_limit)
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
+        record_timing(stage_dir, args.vae_steps - start, time.perf_counter() - started)
         vae = accelerator.unwrap_model(vae).vae.eval()
         # SD's recipe: scale latents to unit variance, measured on a fixed sample of the training distribution.
         pixels, _ = world_batch(world, LAION_LIKE, derive_seed(args.seed, 20), 0, 256, accelerator)
@@ -438,6 +451,7 @@ def train_unet(args, world, model_config):
     seed = derive_seed(args.seed, 3)
     progress = tqdm(range(args.max_train_steps), initial=start, desc="UNet")
     tick, ticks = time.perf_counter(), 0
+    started, eval_seconds = tick, 0.0
     for step in range(start, args.max_train_steps):
         unet.train()
         pixels, samples = world_batch(world, LAION_LIKE, seed, step, args.train_batch_size, accelerator)
@@ -464,11 +478,14 @@ def train_unet(args, world, model_config):
         if done % args.checkpointing_steps == 0 or done == args.max_train_steps:
             save_checkpoint(accelerator, stage_dir, done, {"seed": args.seed}, args.checkpoints_total_limit)
         if accelerator.is_main_process and (done % args.eval_steps == 0 or done == args.max_train_steps):
-            evaluate(done, (time.perf_counter() - tick) / max(ticks, 1))
+            evaluating = time.perf_counter()
+            evaluate(done, (evaluating - tick) / max(ticks, 1))
+            eval_seconds += time.perf_counter() - evaluating
             tick, ticks = time.perf_counter(), 0
 
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
+        record_timing(stage_dir, args.max_train_steps - start, time.perf_counter() - started - eval_seconds)
         unet = accelerator.unwrap_model(unet)
         ema_unet.copy_to(unet.parameters())
         pipeline = StableDiffusionPipeline(

@@ -1,6 +1,8 @@
-"""`diffusers-spatial demo`, the README's first command: the whole loop offline on a tiny random model, resumable.
+"""`diffusers-spatial demo`, the README's first command: ESPLoRA and TORE on the shipped world base model, resumable.
 
-The sample dataset is built from real photos (scikit-image and Debian's darknet package: `make system-deps`).
+This is also the proving ground's regression test: a short ESPLoRA trained by `examples/train_esplora.py` from the
+shipped base must raise relation accuracy on held-out object pairs by more than its 95% interval, so a regression in
+the training path, the pipeline or the metric fails CI.
 """
 
 from __future__ import annotations
@@ -11,75 +13,87 @@ import shlex
 import subprocess
 import sys
 
-import numpy as np
 import pytest
-from PIL import Image
 from test_docs_quickstart import check_flags
 
 from diffusers_spatial.cli import main as cli_main
 from diffusers_spatial.commands import demo
 from diffusers_spatial.metric import read_results
-from diffusers_spatial.photos import PhotoUnavailableError, photo_path
-
-
-def _photos_installed() -> bool:
-    try:
-        photo_path("dog")
-    except PhotoUnavailableError:
-        return False
-    return True
+from diffusers_spatial.world import WORLD_MODEL_NOTICE, world_model_path
 
 
 @pytest.fixture(scope="module")
 def demo_run(tmp_path_factory):
-    """The command a user types, as a subprocess: `diffusers-spatial demo --out OUT`."""
-    if not _photos_installed():
-        pytest.skip("the darknet photos of the sample dataset are not installed (make system-deps)")
+    """The command a user types, as a subprocess: `diffusers-spatial demo --out OUT`, with its defaults."""
     out = tmp_path_factory.mktemp("demo") / "out"
     command = [sys.executable, "-m", "diffusers_spatial.cli", "demo", "--out", str(out), "--no-progress"]
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "2"}
-    process = subprocess.run(command, env=env, capture_output=True, text=True, timeout=900)
+    process = subprocess.run(command, env=env, capture_output=True, text=True, timeout=2400)
     assert process.returncode == 0, process.stdout[-3000:] + process.stderr[-3000:]
     return out, process.stdout
 
 
 @pytest.mark.slow
-def test_demo_runs_the_whole_loop(demo_run):
+def test_demo_runs_the_whole_loop_on_the_world(demo_run):
     out, printed = demo_run
-    assert (out / "dataset" / "stats.json").is_file()
-    assert (out / "tiny-sd" / "model_index.json").is_file()
+    assert (out / "world-dataset" / "stats.json").is_file()
     assert (out / "esplora" / "pytorch_lora_weights.safetensors").is_file()
     report = json.loads((out / "bench" / "report.json").read_text())
     assert list(report["variants"]) == ["baseline", "tore", "lora", "lora_tore"]
-    assert report["settings"]["lora"] == str(out / "esplora") and report["settings"]["detector"] == "embedded"
+    settings = report["settings"]
+    assert settings["model"] == str(world_model_path()) and settings["detector"] == "world"
+    assert settings["lora"] == str(out / "esplora") and report["calibration"]["method"] == "facts"
     for name in ("report.md", "comparison.png", "per_relation.png", "grid.png"):
         assert (out / "bench" / name).is_file(), name
-    # Every variant scored every image with the embedded detector (a tiny model's noise shows no objects).
     for variant in report["variants"].values():
-        assert variant["counts"]["images"] == 16
-    # The trained LoRA changes what the model draws from the same noise.
-    baseline, lora = out / "bench" / "baseline" / "images", out / "bench" / "lora" / "images"
-    names = sorted(p.name for p in baseline.glob("*.png"))
-    assert len(names) == 16
-    assert not any(
-        np.array_equal(np.asarray(Image.open(baseline / n)), np.asarray(Image.open(lora / n))) for n in names
-    )
+        assert variant["counts"]["images"] == 18 * 8 * 2
+    assert "variant" in printed and "+LoRA+TORE" in printed and "95% CI" in printed
 
 
 @pytest.mark.slow
-def test_demo_says_it_is_a_tiny_random_model_everywhere(demo_run):
+def test_evaluated_pairs_are_held_out_of_the_training_data(demo_run):
+    import datasets
+
+    out, _ = demo_run
+    rows = datasets.load_dataset(str(out / "world-dataset"), split="train")
+    report = json.loads((out / "bench" / "report.json").read_text())
+    evaluated = {
+        frozenset((r["subject"], r["object"]))
+        for r in map(json.loads, (out / "bench" / "suite.jsonl").read_text().splitlines())
+    }
+    assert len(evaluated) == 18 and report["suite"]["evaluation_prompts"] == 18 * 8
+    words = [prompt.split() for prompt in rows["prompt"]]  # "a red circle to the left of a blue square"
+    trained = {frozenset((" ".join(w[1:3]), " ".join(w[-2:]))) for w in words}
+    assert trained and not trained & evaluated
+
+
+@pytest.mark.slow
+def test_esplora_raises_relation_accuracy_beyond_its_interval(demo_run):
+    """The proving ground's claim, asserted: +LoRA beats the base on held-out pairs, the paired 95% interval of the
+    change above zero; TORE is not worse than the base beyond noise."""
+    out, _ = demo_run
+    report = json.loads((out / "bench" / "report.json").read_text())
+    paired = report["comparison"]["paired"]
+    lora = paired["lora"]
+    assert lora["interval"][0] > 0 and lora["p_value"] < 0.01, lora
+    assert lora["fixed"] > 2 * lora["broken"], lora
+    assert paired["tore"]["interval"][1] > 0, paired["tore"]  # never significantly worse than the base
+    accuracy = report["comparison"]["accuracy"]
+    assert accuracy["lora"]["interval"][0] > accuracy["baseline"]["rate"]
+
+
+@pytest.mark.slow
+def test_demo_says_what_the_figures_are_everywhere(demo_run):
     out, printed = demo_run
-    notice = demo.TINY_MODEL_NOTICE
-    assert "TINY RANDOM MODEL" in notice and "meaningless" in notice
+    assert "SYNTHETIC WORLD" in WORLD_MODEL_NOTICE and "not Stable Diffusion figures" in WORLD_MODEL_NOTICE
     markdown = (out / "bench" / "report.md").read_text()
-    assert markdown.splitlines()[2] == f"> **{notice}**"  # right under the title
-    assert json.loads((out / "bench" / "report.json").read_text())["notice"] == notice
+    assert markdown.splitlines()[2] == f"> **{WORLD_MODEL_NOTICE}**"  # right under the title
+    assert json.loads((out / "bench" / "report.json").read_text())["notice"] == WORLD_MODEL_NOTICE
     for variant in ("baseline", "tore", "lora", "lora_tore", "calibration-baseline", "calibration-lora"):
-        assert (out / "bench" / variant / "eval" / "report.md").read_text().startswith(f"> **{notice}**")
-    assert printed.count(notice) >= 2  # before the table and after the tiny model's last figure
-    tiny_part, _, real_part = printed.partition("[demo] 5/5 the metric on REAL photos")
-    assert tiny_part.rstrip().endswith(notice) and real_part  # real-photo figures come after, apart
-    assert "variant" in printed and "+LoRA+TORE" in printed
+        assert (out / "bench" / variant / "eval" / "report.md").read_text().startswith(f"> **{WORLD_MODEL_NOTICE}**")
+    assert printed.count(WORLD_MODEL_NOTICE) >= 2  # before the table and after the world's last figure
+    world_part, _, real_part = printed.partition("[demo] 5/5 the metric on REAL photos")
+    assert world_part.rstrip().endswith(WORLD_MODEL_NOTICE) and real_part
 
 
 @pytest.mark.slow
@@ -107,17 +121,16 @@ def test_demo_resumes_without_redoing_anything(demo_run, capsys):
     assert len(stamps) == 7
     assert cli_main(["demo", "--out", str(out), "--no-progress"]) == 0
     printed = capsys.readouterr().out
-    assert "1/5 sample dataset: already built" in printed
-    assert "2/5 tiny random model: already in" in printed
+    assert "1/5 world dataset: already written" in printed
     assert "3/5 ESPLoRA: already trained" in printed
     assert {p: p.stat().st_mtime_ns for p in stamps} == stamps
-    assert len(read_results(out / "bench" / "lora_tore" / "eval")) == 16
+    assert len(read_results(out / "bench" / "lora_tore" / "eval")) == 18 * 8 * 2
 
 
 def test_missing_training_script_is_skipped_with_a_message(tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(demo, "training_script", lambda: tmp_path / "examples" / "train_esplora.py")
     args = cli_args(tmp_path)
-    assert demo._train_lora(tmp_path / "tiny-sd", tmp_path / "dataset", tmp_path / "esplora", args) is None
+    assert demo._train_lora(tmp_path / "base", tmp_path / "dataset", tmp_path / "esplora", args) is None
     printed = capsys.readouterr().out
     assert "SKIPPED" in printed and "installed from a wheel" in printed and "without a LoRA" in printed
 
@@ -126,10 +139,14 @@ def test_training_script_is_found_in_the_checkout():
     assert demo.training_script().is_file()
 
 
-def test_out_must_be_a_folder(tmp_path):
+def test_out_must_be_a_folder_and_model_a_pipeline(tmp_path):
     (tmp_path / "file").write_text("x")
     with pytest.raises(SystemExit, match="is not a folder"):
         cli_main(["demo", "--out", str(tmp_path / "file")])
+    with pytest.raises(SystemExit, match="not a diffusers pipeline folder"):
+        cli_main(["demo", "--out", str(tmp_path / "out"), "--model", str(tmp_path)])
+    with pytest.raises(SystemExit, match="none is left for calibration='facts'"):
+        cli_main(["demo", "--out", str(tmp_path / "out"), "--num-pairs", "36"])
 
 
 def cli_args(tmp_path):

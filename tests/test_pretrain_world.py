@@ -54,6 +54,9 @@ def test_every_stage_runs_and_the_output_is_a_diffusers_pipeline(pretrained):
     assert [r["step"] for r in curve] == [2, 4]
     assert {"accuracy", "objects_found", "accuracy/left_of", "seconds_per_step", "peak_memory_mb"} <= set(curve[0])
     assert (pretrained / "learning_curve.png").is_file()
+    for stage in ("text_encoder", "vae", "unet"):
+        timing = json.loads((pretrained / "training" / stage / "timing.jsonl").read_text().splitlines()[0])
+        assert timing["seconds"] > 0 and timing["peak_memory_mb"] > 0
     held_out = json.loads((pretrained / "training" / "text_encoder" / "eval.json").read_text())
     assert 0.0 <= held_out["mirror_accuracy"] <= 1.0
     card = (pretrained / "README.md").read_text()
