@@ -157,6 +157,7 @@ def real_run_commands(bench_config) -> str:
         batch_size=8,
         dtype="float16",
         detector="owlv2",
+        protocols=None,
         calibration="seed",
         notice=None,
     )
@@ -200,6 +201,8 @@ def run(args: argparse.Namespace) -> int:
         batch_size=64,
         detector="world",
         eval_batch_size=64,
+        # T2I-CompBench reads neither these phrasings (2D) nor 2D relations (3D): its columns would be all undetermined.
+        protocols=["visor", "geneval", "esplora"],
         calibration="facts",
         notice=WORLD_MODEL_NOTICE,
     )
