@@ -281,3 +281,20 @@ def test_world_dataset_writes_3d_rows_with_depth(tmp_path):
         stats = row["depth_stats"]
         nearer = stats["subject"] > stats["object"]
         assert nearer == (row["relation"] == "in_front_of")
+
+
+def test_the_evaluate_metric_judges_the_world_with_its_perception():
+    import evaluate
+
+    from diffusers_spatial.metric import module_path
+
+    metric = evaluate.load(module_path())
+    samples = [world_sample(WorldConfig(), VERIFIED, 3, i) for i in range(8)]
+    report = metric.compute(
+        predictions=[Image.fromarray(s.image) for s in samples],
+        references=[s.caption.text for s in samples],
+        detector="world",
+        progress=False,
+    )
+    assert report["settings"]["detector"] == "world"
+    assert report["summary"]["esplora"]["accuracy"] == 1.0 and report["summary"]["visor"]["VISOR_uncond"] == 100.0
