@@ -500,7 +500,14 @@ def train_unet(args, world, model_config):
         )
         pipeline.save_pretrained(output_dir)
         world.save(output_dir)
-        write_world_model_card(output_dir, args=vars(args), curve_path=curve_path, model_config=model_config)
+        held_out = output_dir / "training" / "text_encoder" / "eval.json"
+        write_world_model_card(
+            output_dir,
+            args=vars(args),
+            curve_path=curve_path,
+            model_config=model_config,
+            text_encoder_eval=json.loads(held_out.read_text()) if held_out.exists() else None,
+        )
         logger.info(f"Saved the world base model to {output_dir}")
     accelerator.end_training()
 

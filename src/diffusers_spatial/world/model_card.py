@@ -86,8 +86,17 @@ def write_world_model_card(
     args: dict[str, Any],
     curve_path: str | os.PathLike | None = None,
     model_config: Any = None,
+    text_encoder_eval: dict[str, float] | None = None,
 ) -> Path:
-    """Write `README.md` for a world base model folder (and `learning_curve.{jsonl,png}` beside it)."""
+    """Write `README.md` for a world base model folder (and `learning_curve.{jsonl,png}` beside it).
+
+    Args:
+        output_dir: the model folder.
+        args: the pretraining script's arguments (the card lists the ones that shape the model).
+        curve_path: the UNet stage's `learning_curve.jsonl`.
+        model_config: the `WorldModelConfig` (sizes).
+        text_encoder_eval: the text encoder stage's held-out figures (`mirror_accuracy`).
+    """
     output_dir = Path(output_dir)
     records = read_learning_curve(curve_path) if curve_path and Path(curve_path).exists() else []
     if records:
@@ -122,6 +131,12 @@ def write_world_model_card(
         else "No learning curve was recorded."
     )
     sizes = f"\n\nSizes: `{json.dumps(model_config.to_dict())}`." if model_config is not None else ""
+    mirror = (
+        f" On 1024 held-out images it matches each image's caption better than the mirrored caption "
+        f"{text_encoder_eval['mirror_accuracy']:.1%} of the time: the text it hands the UNet carries the relation."
+        if text_encoder_eval and "mirror_accuracy" in text_encoder_eval
+        else ""
+    )
     text = f"""---
 {yaml.safe_dump(metadata, sort_keys=False)}---
 
@@ -137,7 +152,7 @@ that learned from web-like captions.
 ## How it was trained (`examples/pretrain_world.py`)
 
 1. Text encoder: the text tower of a CLIP trained contrastively on world images and true captions (mirrored
-   captions as hard negatives), then frozen.
+   captions as hard negatives), then frozen.{mirror}
 2. VAE: a KL autoencoder on world images.
 3. UNet: on **LAION-like** captions: two thirds only list the objects ("a red circle and a blue square"), named in
    reading order 80% of the time; a third state a relation, and a quarter of those state it mirrored. Such data
