@@ -41,7 +41,7 @@ import torch.nn.functional as F
 from accelerate import Accelerator
 from accelerate.logging import get_logger
 from accelerate.utils import ProjectConfiguration, set_seed
-from diffusers import AutoencoderKL, DDPMScheduler, StableDiffusionPipeline, UNet2DConditionModel
+from diffusers import AutoencoderKL, DDPMScheduler, UNet2DConditionModel
 from diffusers.optimization import get_scheduler
 from diffusers.training_utils import EMAModel
 from tqdm.auto import tqdm
@@ -61,6 +61,7 @@ from diffusers_spatial.world.evaluation import evaluate_world_model, world_score
 from diffusers_spatial.world.model_card import plot_learning_curve, write_world_model_card
 from diffusers_spatial.world.models import (
     WorldModelConfig,
+    assemble_world_pipeline,
     world_scheduler,
     world_text_encoder,
     world_unet,
@@ -162,6 +163,15 @@ def peak_memory_mb():
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
+def end_step(accelerator, args, stage_dir, progress, done, checkpoint=False, **logs):
+    """Log a finished step, advance the progress bar, and checkpoint every `--checkpointing_steps` (or now)."""
+    accelerator.log(logs, step=done)
+    progress.update(1)
+    progress.set_postfix(**logs)
+    if checkpoint or done % args.checkpointing_steps == 0:
+        save_checkpoint(accelerator, stage_dir, done, {"seed": args.seed}, args.checkpoints_total_limit)
+
+
 def record_timing(stage_dir, steps, seconds):
     """Append this session's training time to `timing.jsonl` (a resumed stage has one line per session)."""
     stage_dir.mkdir(parents=True, exist_ok=True)
@@ -255,12 +265,9 @@ def train_text_encoder(args, world, model_config):
             true = logits[relational, relational]
             mirror = logits[relational, len(captions) + torch.arange(len(relational))]
             mirror_accuracy = (true > mirror).float().mean().item()
-        logs = {"clip_loss": loss.item(), "mirror_accuracy": mirror_accuracy}
-        accelerator.log(logs, step=step + 1)
-        progress.update(1)
-        progress.set_postfix(**logs)
-        if (step + 1) % args.checkpointing_steps == 0:
-            save_checkpoint(accelerator, stage_dir, step + 1, {"seed": args.seed}, args.checkpoints_total_limit)
+        end_step(
+            accelerator, args, stage_dir, progress, step + 1, clip_loss=loss.item(), mirror_accuracy=mirror_accuracy
+        )
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
         record_timing(stage_dir, args.text_encoder_steps - start, time.perf_counter() - started)
@@ -331,12 +338,7 @@ def train_vae(args, world, model_config):
         optimizer.step()
         lr_scheduler.step()
         optimizer.zero_grad()
-        logs = {"vae_loss": loss.item(), "kl": kl.item()}
-        accelerator.log(logs, step=step + 1)
-        progress.update(1)
-        progress.set_postfix(**logs)
-        if (step + 1) % args.checkpointing_steps == 0:
-            save_checkpoint(accelerator, stage_dir, step + 1, {"seed": args.seed}, args.checkpoints_total_limit)
+        end_step(accelerator, args, stage_dir, progress, step + 1, vae_loss=loss.item(), kl=kl.item())
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
         record_timing(stage_dir, args.vae_steps - start, time.perf_counter() - started)
@@ -411,16 +413,7 @@ def train_unet(args, world, model_config):
         if eval_unet is None:
             eval_unet = world_unet(world, model_config, cross_attention_dim=text_encoder.config.hidden_size)
         ema_unet.copy_to(eval_unet.parameters())
-        pipe = StableDiffusionPipeline(
-            vae=vae,
-            text_encoder=text_encoder,
-            tokenizer=tokenizer,
-            unet=eval_unet.to(accelerator.device).eval(),
-            scheduler=world_scheduler(),
-            safety_checker=None,
-            feature_extractor=None,
-            requires_safety_checker=False,
-        )
+        pipe = assemble_world_pipeline(vae, text_encoder, tokenizer, eval_unet.to(accelerator.device).eval())
         pipe.set_progress_bar_config(disable=True)
         started = time.perf_counter()
         result = evaluate_world_model(
@@ -470,13 +463,11 @@ def train_unet(args, world, model_config):
         optimizer.zero_grad()
         ema_unet.step(unet.parameters())
         ticks += 1
-        logs = {"loss": loss.item(), "lr": lr_scheduler.get_last_lr()[0]}
-        accelerator.log(logs, step=step + 1)
-        progress.update(1)
-        progress.set_postfix(**logs)
         done = step + 1
-        if done % args.checkpointing_steps == 0 or done == args.max_train_steps:
-            save_checkpoint(accelerator, stage_dir, done, {"seed": args.seed}, args.checkpoints_total_limit)
+        last = done == args.max_train_steps  # checkpointed too, so that a longer run can continue from it
+        end_step(
+            accelerator, args, stage_dir, progress, done, last, loss=loss.item(), lr=lr_scheduler.get_last_lr()[0]
+        )
         if accelerator.is_main_process and (done % args.eval_steps == 0 or done == args.max_train_steps):
             evaluating = time.perf_counter()
             evaluate(done, (evaluating - tick) / max(ticks, 1))
@@ -488,17 +479,7 @@ def train_unet(args, world, model_config):
         record_timing(stage_dir, args.max_train_steps - start, time.perf_counter() - started - eval_seconds)
         unet = accelerator.unwrap_model(unet)
         ema_unet.copy_to(unet.parameters())
-        pipeline = StableDiffusionPipeline(
-            vae=vae,
-            text_encoder=text_encoder,
-            tokenizer=tokenizer,
-            unet=unet,
-            scheduler=world_scheduler(),
-            safety_checker=None,
-            feature_extractor=None,
-            requires_safety_checker=False,
-        )
-        pipeline.save_pretrained(output_dir)
+        assemble_world_pipeline(vae, text_encoder, tokenizer, unet).save_pretrained(output_dir)
         world.save(output_dir)
         held_out = output_dir / "training" / "text_encoder" / "eval.json"
         write_world_model_card(

@@ -36,6 +36,7 @@ from .tokenizer import world_tokenizer
 
 __all__ = [
     "WorldModelConfig",
+    "assemble_world_pipeline",
     "build_world_pipeline",
     "world_scheduler",
     "world_text_encoder",
@@ -133,6 +134,20 @@ def world_scheduler() -> DDIMScheduler:
     )
 
 
+def assemble_world_pipeline(vae, text_encoder, tokenizer, unet) -> StableDiffusionPipeline:
+    """A `StableDiffusionPipeline` of world components, with the world's scheduler and no safety checker."""
+    return StableDiffusionPipeline(
+        vae=vae,
+        text_encoder=text_encoder,
+        tokenizer=tokenizer,
+        unet=unet,
+        scheduler=world_scheduler(),
+        safety_checker=None,
+        feature_extractor=None,
+        requires_safety_checker=False,
+    )
+
+
 def build_world_pipeline(
     world: WorldConfig | None = None, config: WorldModelConfig | None = None
 ) -> StableDiffusionPipeline:
@@ -140,13 +155,5 @@ def build_world_pipeline(
     world = world or WorldConfig()
     tokenizer = world_tokenizer(world)
     text_encoder = world_text_encoder(tokenizer, config)
-    return StableDiffusionPipeline(
-        vae=world_vae(world, config),
-        text_encoder=text_encoder,
-        tokenizer=tokenizer,
-        unet=world_unet(world, config, cross_attention_dim=text_encoder.config.hidden_size),
-        scheduler=world_scheduler(),
-        safety_checker=None,
-        feature_extractor=None,
-        requires_safety_checker=False,
-    )
+    unet = world_unet(world, config, cross_attention_dim=text_encoder.config.hidden_size)
+    return assemble_world_pipeline(world_vae(world, config), text_encoder, tokenizer, unet)
