@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import logging
 import pkgutil
 import sys
 from collections.abc import Sequence
@@ -31,7 +32,16 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+class _NoTorchvisionFallbackNotice(logging.Filter):
+    """transformers says, on every run without torchvision, that CLIP's image processor falls back to PIL. We never
+    use torchvision (its PyPI wheels do not import beside the CPU torch): the notice is noise in every command."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "requires torchvision (not installed)" not in record.getMessage()
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    logging.getLogger("transformers.utils.import_utils").addFilter(_NoTorchvisionFallbackNotice())
     parser = build_parser()
     args = parser.parse_args(argv)
     if getattr(args, "func", None) is None:
