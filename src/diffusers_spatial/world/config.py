@@ -24,7 +24,6 @@ True
 from __future__ import annotations
 
 import json
-import math
 import os
 from dataclasses import asdict, dataclass, fields
 from typing import Any
@@ -125,12 +124,6 @@ class WorldConfig:
     def object_names(self) -> tuple[str, ...]:
         """Every object's name, "<colour> <shape>", colour-major."""
         return tuple(f"{c} {s}" for c in self.color_names for s in self.shapes)
-
-    @property
-    def min_object_area(self) -> float:
-        """Area in pixels of the smallest object the world draws (a triangle of the smallest radius)."""
-        radius = self.min_radius * self.resolution
-        return 2.0 * radius * radius * (1.0 if "triangle" in self.shapes else math.pi / 2)
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)

@@ -118,7 +118,9 @@ def segment_objects(
     nearest = distance.argmin(-1)
     nearest[distance.min(-1) > color_tolerance] = -1
     scale = (height * width) / float(config.resolution**2)
-    keep_area = (config.min_object_area / 3.0 if min_area is None else float(min_area)) * scale
+    if min_area is None:  # a third of the smallest object the world draws
+        min_area = min(SHAPE_AREA[s] for s in config.shapes) * (config.min_radius * config.resolution) ** 2 / 3.0
+    keep_area = float(min_area) * scale
     segments = []
     for index, name in enumerate(config.color_names, start=1):
         components = _connected_components(nearest == index)
