@@ -54,6 +54,8 @@ def test_config_round_trips_through_json(tmp_path):
         ({"colors": (("red", (255, 0, 0)),)}, "at least two"),
         ({"relations": ("next_to",)}, "relations"),
         ({"max_radius": 0.01}, "max_radius"),
+        ({"first_span": (0.5, 0.7)}, "must lie before"),
+        ({"across_span": (0.8, 0.2)}, "across_span"),
         ({"background": (0, 0, 300)}, "background"),
     ],
 )
@@ -81,11 +83,10 @@ def test_scenes_make_their_relation_true(relation):
         subject, obj = scene.subject, scene.object
         assert subject.color != obj.color and subject.shape != obj.shape
         dx, dy = _centre_offset(scene)
-        big = max(subject.radius, obj.radius)
         if relation in ("left_of", "right_of"):
-            assert (dx if relation == "left_of" else -dx) >= WORLD_6.min_gap * big > 2 * abs(dy)
+            assert (dx if relation == "left_of" else -dx) >= WORLD_6.min_separation * 32 - 2 > 2 * abs(dy)
         elif relation in ("above", "below"):
-            assert (dy if relation == "above" else -dy) >= WORLD_6.min_gap * big > 2 * abs(dx)
+            assert (dy if relation == "above" else -dy) >= WORLD_6.min_separation * 32 - 2 > 2 * abs(dx)
         else:  # the nearer object is drawn larger, lower and last
             near, far = (subject, obj) if relation == "in_front_of" else (obj, subject)
             assert near.radius >= 1.4 * far.radius

@@ -66,8 +66,12 @@ class WorldConfig:
             each is named by its noun alone (as the benchmarks' detectors name objects).
         background: background colour.
         min_radius, max_radius: object radius range of 2D scenes (fraction of `resolution`).
-        min_gap: smallest centre distance along the relation's axis, in units of the larger radius, so that
-            "left of" is never a matter of a pixel.
+        first_span, second_span: where along the relation's axis the centres of the first (left / top) and second
+            object fall (fractions of `resolution`): the two thirds of the image, as photographers place two
+            subjects. Fixed places make "which goes where" the thing to learn, not where the places are.
+        min_separation: smallest centre distance along the axis (fraction of `resolution`), so that "left of" is
+            never a matter of a pixel.
+        across_span: where the common centre line across the axis falls (fraction of `resolution`).
         near_scale: (min, max) of how much larger the nearer object of a 3D scene is drawn: every object has the
             same physical size, so apparent size (with the ground contact lower in the image) is the depth cue.
         relations: the relation ids scenes are drawn for (2D and 3D ids of `relations`; not `next_to`).
@@ -79,14 +83,17 @@ class WorldConfig:
     background: tuple[int, int, int] = (245, 245, 245)
     min_radius: float = 0.11
     max_radius: float = 0.155
-    min_gap: float = 2.3
+    first_span: tuple[float, float] = (0.19, 0.41)
+    second_span: tuple[float, float] = (0.59, 0.81)
+    min_separation: float = 0.34
+    across_span: tuple[float, float] = (0.25, 0.75)
     near_scale: tuple[float, float] = (1.45, 1.75)
     relations: tuple[str, ...] = RELATIONS_2D
 
     def __post_init__(self):
         # Tuples all the way down, so that configs read from JSON compare equal and stay hashable.
         object.__setattr__(self, "colors", tuple((str(n), tuple(int(c) for c in rgb)) for n, rgb in self.colors))
-        for name in ("shapes", "relations", "background", "near_scale"):
+        for name in ("shapes", "relations", "background", "near_scale", "first_span", "second_span", "across_span"):
             object.__setattr__(self, name, tuple(getattr(self, name)))
         if isinstance(self.resolution, bool) or not isinstance(self.resolution, int) or self.resolution < 16:
             raise ValueError(f"resolution must be an integer >= 16, got {self.resolution!r}")
@@ -102,15 +109,25 @@ class WorldConfig:
             raise ValueError(f"unknown shapes {sorted(unknown)}: the world draws circle, square and triangle")
         _check_fraction("min_radius", self.min_radius, low=0.03, high=0.2)
         _check_fraction("max_radius", self.max_radius, low=self.min_radius, high=0.2)
-        _check_fraction("min_gap", self.min_gap, low=2.0, high=4.0)
+        for name in ("first_span", "second_span", "across_span"):
+            span = getattr(self, name)
+            if (
+                len(span) != 2
+                or not all(isinstance(v, (int, float)) for v in span)
+                or not 0 <= span[0] <= span[1] <= 1
+            ):
+                raise ValueError(f"{name} must be (low, high) with 0 <= low <= high <= 1, got {span}")
+        if self.first_span[1] > self.second_span[0]:
+            raise ValueError(f"first_span {self.first_span} must lie before second_span {self.second_span}")
+        _check_fraction("min_separation", self.min_separation, low=0.0, high=0.8)
         if len(self.near_scale) != 2 or not (1.2 <= self.near_scale[0] <= self.near_scale[1] <= 2.0):
             raise ValueError(f"near_scale must be (min, max) with 1.2 <= min <= max <= 2.0, got {self.near_scale}")
         bad = [r for r in self.relations if r not in _WORLD_RELATIONS]
         if bad or not self.relations:
             raise ValueError(f"relations must be a non-empty subset of {_WORLD_RELATIONS}, got {self.relations}")
-        # The largest 2D layout must fit: two objects of max_radius, min_gap apart, inside the image.
-        if 2 * self.max_radius * (1 + self.min_gap / 2) > 0.9:
-            raise ValueError("max_radius and min_gap leave no room for two objects side by side")
+        # The largest 2D layout must fit: two objects of max_radius, min_separation apart, inside the image.
+        if 2 * self.max_radius + self.min_separation > 0.95:
+            raise ValueError("max_radius and min_separation leave no room for two objects side by side")
 
     @property
     def color_names(self) -> tuple[str, ...]:

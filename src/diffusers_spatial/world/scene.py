@@ -2,7 +2,7 @@
 
 A `Scene` holds two `WorldObject`s and the relation that holds between them ("subject relation object"), true by
 construction: `sample_scene` places the objects so that the relation is unambiguous (along its axis the centres are
-at least `min_gap` radii apart, across it they are nearly aligned; in 3D the nearer object is drawn larger and
+in its first and last third, at least `min_separation` apart, across it they are nearly aligned; in 3D the nearer object is drawn larger and
 lower). `render_scene` draws it; `object_mask` is the exact pixel set of one object, which the world's perception
 recovers from the image alone.
 
@@ -173,16 +173,16 @@ def _layout_2d(config: WorldConfig, rng: np.random.Generator, first_radius: floa
     """Centres (along, across) of the first (left / top) and second object along one axis."""
     res = float(config.resolution)
     big = max(first_radius, second_radius)
-    low = first_radius + 1.0  # a one-pixel margin to the border
-    high = res - second_radius - 1.0
-    min_distance = config.min_gap * big
-    distance = rng.uniform(min_distance, max(min_distance, high - low))
-    first = rng.uniform(low, high - distance)
-    across = rng.uniform(big + 1.0, res - big - 1.0)
-    jitter = 0.15 * big
-    across_first = float(np.clip(across + rng.uniform(-jitter, jitter), big + 1.0, res - big - 1.0))
-    across_second = float(np.clip(across + rng.uniform(-jitter, jitter), big + 1.0, res - big - 1.0))
-    return (first, across_first), (first + distance, across_second)
+    first = rng.uniform(*config.first_span) * res
+    second = max(rng.uniform(*config.second_span) * res, first + config.min_separation * res)
+    first = max(first, first_radius + 1.0)  # a one-pixel margin to the border
+    second = min(second, res - second_radius - 1.0)
+    across = rng.uniform(*config.across_span) * res
+    jitter = 0.06 * res
+    low, high = big + 1.0, res - big - 1.0
+    across_first = float(np.clip(across + rng.uniform(-jitter, jitter), low, high))
+    across_second = float(np.clip(across + rng.uniform(-jitter, jitter), low, high))
+    return (first, across_first), (second, across_second)
 
 
 def _layout_3d(config: WorldConfig, rng: np.random.Generator, near: tuple[str, float], far: tuple[str, float]):
