@@ -156,8 +156,8 @@ that learned from web-like captions.
 2. VAE: a KL autoencoder on world images.
 3. UNet: on **LAION-like** captions: two thirds only list the objects ("a red circle and a blue square"), named in
    reading order 80% of the time; a third state a relation, and a quarter of those state it mirrored. Such data
-   teaches what to draw and a reading-order habit (the first-named object goes left / up), which is the bias the
-   proving ground measures, and ESPLoRA and TORE correct.
+   teaches what to draw first; how much of the relations it teaches, and in which direction it is biased, is what
+   the learning curve below measures.
 
 Settings: `{json.dumps(settings)}`.{sizes}
 
