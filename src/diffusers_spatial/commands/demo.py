@@ -50,7 +50,7 @@ def register(subparsers) -> None:
     )
     parser.add_argument("--out", default="outputs/demo", help="Output folder (default outputs/demo; resumed).")
     parser.add_argument("--model", default=None, help="A world base model folder (default: the shipped one).")
-    parser.add_argument("--train-steps", type=int_at_least(1), default=300, help="ESPLoRA training steps (300).")
+    parser.add_argument("--train-steps", type=int_at_least(1), default=2000, help="ESPLoRA training steps (2000).")
     parser.add_argument("--dataset-rows", type=int_at_least(8), default=4000, help="Verified world rows (4000).")
     parser.add_argument(
         "--num-pairs",
