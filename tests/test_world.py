@@ -84,9 +84,13 @@ def test_scenes_make_their_relation_true(relation):
         assert subject.color != obj.color and subject.shape != obj.shape
         dx, dy = _centre_offset(scene)
         if relation in ("left_of", "right_of"):
-            assert (dx if relation == "left_of" else -dx) >= WORLD_6.min_separation * 32 - 2 > 2 * abs(dy)
+            assert (
+                (dx if relation == "left_of" else -dx) >= WORLD_6.min_separation * WORLD_6.resolution - 2 > 2 * abs(dy)
+            )
         elif relation in ("above", "below"):
-            assert (dy if relation == "above" else -dy) >= WORLD_6.min_separation * 32 - 2 > 2 * abs(dx)
+            assert (
+                (dy if relation == "above" else -dy) >= WORLD_6.min_separation * WORLD_6.resolution - 2 > 2 * abs(dx)
+            )
         else:  # the nearer object is drawn larger, lower and last
             near, far = (subject, obj) if relation == "in_front_of" else (obj, subject)
             assert near.radius >= 1.4 * far.radius

@@ -2,9 +2,9 @@
 
 A `Scene` holds two `WorldObject`s and the relation that holds between them ("subject relation object"), true by
 construction: `sample_scene` places the objects so that the relation is unambiguous (along its axis the centres are
-in its first and last third, at least `min_separation` apart, across it they are nearly aligned; in 3D the nearer object is drawn larger and
-lower). `render_scene` draws it; `object_mask` is the exact pixel set of one object, which the world's perception
-recovers from the image alone.
+in its first and last third, at least `min_separation` apart, across it they are nearly aligned; in 3D the nearer
+object is drawn larger and lower). `render_scene` draws it; `object_mask` is the exact pixel set of one object,
+which the world's perception recovers from the image alone.
 
 Examples:
 
@@ -173,9 +173,8 @@ def _layout_2d(config: WorldConfig, rng: np.random.Generator, first_radius: floa
     """Centres (along, across) of the first (left / top) and second object along one axis."""
     res = float(config.resolution)
     big = max(first_radius, second_radius)
-    first = rng.uniform(*config.first_span) * res
+    first = max(rng.uniform(*config.first_span) * res, first_radius + 1.0)  # a one-pixel margin to the border
     second = max(rng.uniform(*config.second_span) * res, first + config.min_separation * res)
-    first = max(first, first_radius + 1.0)  # a one-pixel margin to the border
     second = min(second, res - second_radius - 1.0)
     across = rng.uniform(*config.across_span) * res
     jitter = 0.06 * res
