@@ -21,6 +21,7 @@ from diffusers_spatial.generation import (
     prompt_id_for,
     read_manifest,
 )
+from diffusers_spatial.pipelines import SpatialLoRAPipeline
 from diffusers_spatial.suites import SuitePrompt, build_suite, write_suite
 from diffusers_spatial.tore import Tore
 from diffusers_spatial.utils import make_tiny_lora, make_tiny_sd, make_tiny_sdxl
@@ -232,8 +233,8 @@ def test_plain_string_prompts_get_stable_hash_ids(pipe, tmp_path):
 
 
 def test_tore_rewrites_are_recorded_and_seeds_stay_paired(tiny_sd_dir, reference, tmp_path):
-    pipe = DiffusionPipeline.from_pretrained(tiny_sd_dir)
-    Tore(success_rates={"left_of": 0.2, "right_of": 0.8}).attach(pipe)
+    tore = Tore(success_rates={"left_of": 0.2, "right_of": 0.8})
+    pipe = SpatialLoRAPipeline.from_pipe(DiffusionPipeline.from_pretrained(tiny_sd_dir), tore=tore)
     images = generate_images(pipe, SUITE, tmp_path / "a", images_per_prompt=2, **SIZE)
     assert [g.prompt_used for g in images] == [SUITE[1].prompt] * 4  # the left_of prompt is asked as right_of
     assert [g.prompt for g in images] == [SUITE[0].prompt] * 2 + [SUITE[1].prompt] * 2

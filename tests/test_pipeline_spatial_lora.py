@@ -2,6 +2,7 @@
 with the LoRA fused by hand, TORE, LoRA controls, save / load round trips (ours and plain diffusers), refusal of
 LoRAs that do not fit, and the Hub upload (mocked: no network here)."""
 
+import inspect
 import json
 import os
 from pathlib import Path
@@ -78,10 +79,21 @@ def test_same_images_as_hand_fused_plain_pipeline(files, plain_cls, family, requ
     pipe = _spatial(root / "base", spatial_lora=root / "lora")
     assert type(pipe) is family and isinstance(pipe, SpatialLoRAPipeline) and isinstance(pipe, plain_cls)
     assert pipe.spatial_lora_fused and pipe.spatial_lora_scale == 1.0
+    # Zero cost for real: fused, the module tree is type for type the base model's (no peft layer left).
+    bare = _plain(plain_cls, root / "base")
+    for name in ("unet", "text_encoder"):
+        assert [type(m) for m in getattr(pipe, name).modules()] == [type(m) for m in getattr(bare, name).modules()]
+    # The call shows the base pipeline's parameters and use_tore.
+    parameters = inspect.signature(pipe.__call__).parameters
+    assert {"prompt", "guidance_scale", "callback_on_step_end", "use_tore"} <= set(parameters)
+    assert set(inspect.signature(plain_cls.__call__).parameters) - {"self"} <= set(parameters)
     reference = _plain(plain_cls, root / "base", root / "lora")
     out = pipe(WRITTEN, generator=torch.Generator().manual_seed(0), **CALL)
     _close(out.images, _images(reference), atol=1e-6)
-    assert out.prompts_used == [WRITTEN] and out.tore_decisions is None
+    assert out.prompts_used == [WRITTEN] and out.tore_decisions is None and out["prompts_used"] == [WRITTEN]
+    images, _, used, decisions = pipe(WRITTEN, generator=torch.Generator().manual_seed(0), return_dict=False, **CALL)
+    _close(images, out.images, atol=1e-6)
+    assert used == [WRITTEN] and decisions is None
     base_images = _images(_plain(plain_cls, root / "base"))
     assert np.abs(out.images - base_images).max() > 1e-3  # the LoRA does change the images
 
@@ -92,10 +104,7 @@ def test_same_images_as_hand_fused_plain_pipeline(files, plain_cls, family, requ
     _close(out.images, _images(reference, [BEST, "a red car"]), atol=1e-6)
     # Per call, TORE can be skipped.
     assert pipe(WRITTEN, use_tore=False, **CALL).prompts_used == [WRITTEN]
-    # The generic hook hands the rule to the pipeline instead of wrapping it a second time.
-    other = Tore(success_rates={"left_of": 0.9, "right_of": 0.1})
-    assert other.attach(pipe) is pipe and pipe.tore is other and type(pipe) is family
-    other.detach(pipe)
+    pipe.set_tore(None)
     assert pipe.tore is None and pipe(WRITTEN, **CALL).tore_decisions is None
 
 
@@ -306,6 +315,16 @@ def test_refuses_bad_sources_and_bases(sd_files, sdxl_files, tmp_path):
         SpatialLoRAPipeline.from_pretrained(tmp_path / "flux")
     with pytest.raises(ValueError, match="SpatialLoRAStableDiffusionXLPipeline cannot load it"):
         SpatialLoRAStableDiffusionXLPipeline.from_pretrained(sd_files / "base")
+    # A typo in a local path is a missing path, not a Hub error about repo ids.
+    for missing in (tmp_path / "nope", "./nope", "outputs/run/lora", "lora.safetensors"):
+        with pytest.raises(FileNotFoundError, match="does not exist"):
+            _spatial(sd_files / "base", spatial_lora=missing)
+    with pytest.raises(FileNotFoundError, match=r"pretrained_model_name_or_path .*nope' does not exist"):
+        SpatialLoRAPipeline.from_pretrained(tmp_path / "nope")
+    # diffusers' signature: the model first (by name too), everything else by keyword.
+    assert SpatialLoRAPipeline.from_pretrained(pretrained_model_name_or_path=sd_files / "base").tore is None
+    with pytest.raises(TypeError, match="positional argument"):
+        SpatialLoRAPipeline.from_pretrained(sd_files / "base", sd_files / "lora")
 
 
 def test_push_to_hub_uploads_the_saved_folder_with_a_card(sd_files, monkeypatch):

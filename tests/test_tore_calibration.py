@@ -8,6 +8,7 @@ import pytest
 
 from diffusers_spatial.geometry import bias_table
 from diffusers_spatial.perception import Perception
+from diffusers_spatial.pipelines import SpatialLoRAPipeline
 from diffusers_spatial.tore import PerceptionScorer, Tore, calibrate
 from diffusers_spatial.utils import make_tiny_sd
 
@@ -90,13 +91,9 @@ def test_calibrate_refuses_bad_input_before_work(pipe, tmp_path):
         calibrate(pipe, [PROMPTS[0], "a red car", "a cat left of a dog above a tree"], tmp_path, scorer=_scorer())
     with pytest.raises(ValueError, match=r"tau must be in \[0, 1\]"):
         calibrate(pipe, PROMPTS, tmp_path, scorer=_scorer(), tau=2.0)
-    tore = Tore(success_rates={"left_of": 0.1, "right_of": 0.9})
-    tore.attach(pipe)
-    try:
-        with pytest.raises(ValueError, match="TORE is active"):
-            calibrate(pipe, PROMPTS, tmp_path, scorer=_scorer())
-    finally:
-        tore.detach(pipe)
+    with_tore = SpatialLoRAPipeline.from_pipe(pipe, tore=Tore(success_rates={"left_of": 0.1, "right_of": 0.9}))
+    with pytest.raises(ValueError, match="TORE is active"):
+        calibrate(with_tore, PROMPTS, tmp_path, scorer=_scorer())
     assert not (tmp_path / "generations.jsonl").exists()
 
     calibrate(pipe, PROMPTS[:2], tmp_path, scorer=_scorer(), **{**GENERATE, "images_per_prompt": 1})

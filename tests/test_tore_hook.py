@@ -1,5 +1,8 @@
-"""TORE on plain diffusers pipelines: the hook (attach / detach, lists, positional prompts, prompt_embeds) and the
-sampling-time `ToreLayoutCallback`, on tiny SD 1.x and SDXL pipelines loaded from saved folders."""
+"""TORE on plain diffusers pipelines, without touching them: `SpatialLoRAPipeline.from_pipe(pipe, tore=...)` (lists,
+positional prompts, prompt_embeds), `ToreHook` on its own, and the sampling-time `ToreLayoutCallback`, on tiny SD 1.x
+and SDXL pipelines loaded from saved folders."""
+
+import pickle
 
 import numpy as np
 import pytest
@@ -7,7 +10,8 @@ import torch
 from diffusers import StableDiffusionPipeline, StableDiffusionXLPipeline
 from diffusers.callbacks import PipelineCallback
 
-from diffusers_spatial.tore import Tore, ToreLayoutCallback, attach, detach, get_hook
+from diffusers_spatial.pipelines import SpatialLoRAPipeline
+from diffusers_spatial.tore import Tore, ToreHook, ToreLayoutCallback
 from diffusers_spatial.utils import make_tiny_sd, make_tiny_sdxl
 
 TORE = Tore(success_rates={"left_of": 0.31, "right_of": 0.62, "above": 0.55, "below": 0.48}, tau=0.1)
@@ -37,84 +41,69 @@ def _images(pipe, prompt, **kwargs):
     return pipe(prompt, generator=torch.Generator().manual_seed(0), **{**CALL, **kwargs}).images
 
 
-def test_attach_rewrites_and_detach_restores(sd):
+def _with_tore(pipe, tore=TORE, **kwargs):
+    spatial = SpatialLoRAPipeline.from_pipe(pipe)
+    spatial.set_tore(tore, **kwargs)
+    spatial.set_progress_bar_config(disable=True)
+    return spatial
+
+
+def test_from_pipe_rewrites_and_leaves_the_plain_pipeline_alone(sd):
     plain_written, plain_best = _images(sd, WRITTEN), _images(sd, BEST)
     assert np.abs(plain_written - plain_best).max() > 1e-3  # the two variants do give different images
-    TORE.attach(sd)
-    try:
-        assert isinstance(sd, StableDiffusionPipeline) and type(sd).__name__ == "StableDiffusionPipeline"
-        out = sd(WRITTEN, generator=torch.Generator().manual_seed(0), **CALL)
-        np.testing.assert_array_equal(out.images, plain_best)
-        assert out.prompts_used == [BEST]
-        assert out.tore_decisions[0].rewritten and list(out.keys()) == ["images"]
-        assert get_hook(sd).last_prompts_used == [BEST]
-    finally:
-        TORE.detach(sd)
-    assert type(sd) is StableDiffusionPipeline and get_hook(sd) is None
+    spatial = _with_tore(sd)
+    out = spatial(WRITTEN, generator=torch.Generator().manual_seed(0), **CALL)
+    np.testing.assert_array_equal(out.images, plain_best)
+    assert out.prompts_used == [BEST] and out.tore_decisions[0].rewritten
+    assert list(out.keys()) == ["images", "prompts_used", "tore_decisions"]  # no safety checker: no verdicts
+    # The plain pipeline is untouched: same class, same images, picklable; it shares the weights.
+    assert type(sd) is StableDiffusionPipeline and spatial.unet is sd.unet
     np.testing.assert_array_equal(_images(sd, WRITTEN), plain_written)
-    TORE.detach(sd)  # detaching twice is a no-op
+    assert type(pickle.loads(pickle.dumps(spatial.tore))) is Tore
+    # A new rule replaces the old one; None turns TORE off.
+    spatial.set_tore(Tore(success_rates={"left_of": 0.9, "right_of": 0.1}))
+    assert spatial(WRITTEN, num_inference_steps=1, height=32, width=32).prompts_used == [WRITTEN]
+    spatial.set_tore(None)
+    assert spatial(WRITTEN, num_inference_steps=1, height=32, width=32).tore_decisions is None
 
 
-def test_attach_is_idempotent_and_replaces_the_rule(sd):
-    keep_all = Tore(success_rates={"left_of": 0.9, "right_of": 0.1})
-    attach(sd, TORE)
-    attach(sd, TORE)
-    attach(sd, keep_all)
-    try:
-        assert type(sd).__mro__[1] is StableDiffusionPipeline  # one wrapper class, not a stack
-        assert get_hook(sd).tore is keep_all
-        assert sd(WRITTEN, num_inference_steps=1, height=32, width=32).prompts_used == [WRITTEN]
-    finally:
-        detach(sd)
+def test_lists_positional_prompts_and_prompt_embeds(sd):
+    spatial = _with_tore(sd)
+    prompts = [WRITTEN, "a red car", "a cat below a dog", "a cat left of a dog above a tree"]
+    out = spatial(prompts, 32, 32, 1, output_type="np")  # prompt, height, width, steps given positionally
+    assert out.prompts_used == [BEST, "a red car", "a cat below a dog", prompts[3]]
+    assert [d.source for d in out.tore_decisions] == ["relation", "none", "relation", "none"]
+    assert out.images.shape == (4, 32, 32, 3)
+    # return_dict=False: the four fields, in order.
+    images, nsfw, used, decisions = spatial(WRITTEN, num_inference_steps=1, height=32, width=32, return_dict=False)
+    assert len(images) == 1 and used == [BEST] and decisions[0].rewritten
+    # prompt_embeds instead of a prompt: nothing to rewrite, nothing breaks.
+    embeds, _ = spatial.encode_prompt(WRITTEN, "cpu", 1, False)
+    out = spatial(prompt_embeds=embeds, num_inference_steps=1, height=32, width=32, guidance_scale=1.0)
+    assert out.prompts_used is None
+    with pytest.raises(TypeError, match="`prompt` must be a str or a list of str"):
+        spatial(42, num_inference_steps=1)
 
 
-def test_lists_positional_prompts_and_other_instances(sd, tmp_path):
-    other = make_tiny_sd()
-    other.set_progress_bar_config(disable=True)
-    attach(sd, TORE)
-    try:
-        prompts = [WRITTEN, "a red car", "a cat below a dog", "a cat left of a dog above a tree"]
-        out = sd(prompts, 32, 32, 1, output_type="np")  # prompt, height, width, steps given positionally
-        assert out.prompts_used == [BEST, "a red car", "a cat below a dog", prompts[3]]
-        assert [d.source for d in out.tore_decisions] == ["relation", "none", "relation", "none"]
-        assert out.images.shape == (4, 32, 32, 3)
-        # Another instance of the same class is untouched.
-        assert not hasattr(other(WRITTEN, num_inference_steps=1, height=32, width=32), "prompts_used")
-        # return_dict=False: a tuple, the prompts are on the hook.
-        images, _ = sd(WRITTEN, num_inference_steps=1, height=32, width=32, return_dict=False)
-        assert get_hook(sd).last_prompts_used == [BEST]
-        # prompt_embeds instead of a prompt: nothing to rewrite, nothing breaks.
-        embeds, _ = sd.encode_prompt(WRITTEN, "cpu", 1, False)
-        out = sd(prompt_embeds=embeds, num_inference_steps=1, height=32, width=32, guidance_scale=1.0)
-        assert out.prompts_used is None
-        with pytest.raises(TypeError, match="`prompt` must be a str or a list of str"):
-            sd(42, num_inference_steps=1)
-        # A pipeline saved while TORE is attached is a plain pipeline folder.
-        sd.save_pretrained(tmp_path)
-        assert '"_class_name": "StableDiffusionPipeline"' in (tmp_path / "model_index.json").read_text()
-    finally:
-        detach(sd)
-
-
-def test_attach_refuses_bad_input(sd):
+def test_hook_on_its_own_and_bad_input(sd):
+    hook = ToreHook(TORE)
+    args, kwargs = hook.pre_call(sd, (WRITTEN, 32), {"width": 32})
+    assert args == (BEST, 32) and kwargs == {"width": 32} and hook.last_prompts_used == [BEST]
     with pytest.raises(TypeError, match="expected a Tore"):
-        attach(sd, {"left_of": 0.3})
+        ToreHook({"left_of": 0.3})
     with pytest.raises(ValueError, match="mode must be 'rewrite' or 'layout'"):
-        attach(sd, TORE, mode="sometimes")
+        ToreHook(TORE, mode="sometimes")
     with pytest.raises(ValueError, match=r"cutoff_step_ratio must be in \(0, 1\]"):
-        attach(sd, TORE, mode="layout", cutoff_step_ratio=0.0)
-    assert get_hook(sd) is None and type(sd) is StableDiffusionPipeline
+        ToreHook(TORE, mode="layout", cutoff_step_ratio=0.0)
 
 
 @pytest.mark.parametrize("family", ["sd", "sdxl"])
 def test_layout_callback_switches_to_the_written_prompt(family, request):
     pipe = request.getfixturevalue(family)
     written, best = _images(pipe, WRITTEN), _images(pipe, BEST)
-    TORE.attach(pipe, mode="layout", cutoff_step_ratio=0.5)
-    try:
-        out = pipe(WRITTEN, generator=torch.Generator().manual_seed(0), **CALL)
-    finally:
-        TORE.detach(pipe)
+    out = _with_tore(pipe, mode="layout", cutoff_step_ratio=0.5)(
+        WRITTEN, generator=torch.Generator().manual_seed(0), **CALL
+    )
     assert out.prompts_used == [BEST]
     # Early steps on the best variant, later ones on the written prompt: differs from both pure runs.
     assert np.abs(out.images - best).max() > 1e-4 and np.abs(out.images - written).max() > 1e-4
@@ -128,11 +117,9 @@ def test_layout_callback_switches_to_the_written_prompt(family, request):
     assert callback.pooled is (family == "sdxl")
 
     # A ratio of 1.0 never switches back: exactly the plain rewrite.
-    TORE.attach(pipe, mode="layout", cutoff_step_ratio=1.0)
-    try:
-        np.testing.assert_allclose(_images(pipe, WRITTEN), best, atol=1e-6)
-    finally:
-        TORE.detach(pipe)
+    np.testing.assert_allclose(
+        _images(_with_tore(pipe, mode="layout", cutoff_step_ratio=1.0), WRITTEN), best, atol=1e-6
+    )
 
 
 def test_layout_callback_batches_cfg_and_user_callbacks(sd):
@@ -150,18 +137,15 @@ def test_layout_callback_batches_cfg_and_user_callbacks(sd):
         return callback_kwargs
 
     prompts = [WRITTEN, "a red car"]
-    TORE.attach(sd, mode="layout", cutoff_step_ratio=0.5)
-    try:
-        out = sd(prompts, num_images_per_prompt=2, callback_on_step_end=Recorder(), **CALL)
-        assert out.images.shape[0] == 4 and seen == [0, 1]
-        out = sd(prompts, callback_on_step_end=plain_function, callback_on_step_end_tensor_inputs=["latents"], **CALL)
-        assert [s[:2] for s in seen[2:]] == [("fn", 0), ("fn", 1)] and "latents" in seen[2][2]
-        assert out.prompts_used == [BEST, "a red car"]
-        # Nothing rewritten: no callback is added at all.
-        out = sd("a red car", **CALL)
-        assert out.prompts_used == ["a red car"]
-    finally:
-        TORE.detach(sd)
+    spatial = _with_tore(sd, mode="layout", cutoff_step_ratio=0.5)
+    out = spatial(prompts, num_images_per_prompt=2, callback_on_step_end=Recorder(), **CALL)
+    assert out.images.shape[0] == 4 and seen == [0, 1]
+    out = spatial(prompts, callback_on_step_end=plain_function, callback_on_step_end_tensor_inputs=["latents"], **CALL)
+    assert [s[:2] for s in seen[2:]] == [("fn", 0), ("fn", 1)] and "latents" in seen[2][2]
+    assert out.prompts_used == [BEST, "a red car"]
+    # Nothing rewritten: no callback is added at all.
+    out = spatial("a red car", **CALL)
+    assert out.prompts_used == ["a red car"]
 
     # Same rows by hand, without classifier-free guidance.
     callback = ToreLayoutCallback.for_pipeline(sd, cutoff_step_ratio=0.5)
@@ -184,6 +168,7 @@ def test_layout_mode_refuses_pipelines_without_prompt_embeds_callbacks():
             return prompt
 
     with pytest.raises(ValueError, match="NotSD cannot take the sampling-time TORE callback"):
-        attach(NotSD(), TORE, mode="layout")
-    pipe = attach(NotSD(), TORE)  # the rewrite itself works on any callable pipeline
-    assert pipe(WRITTEN) == BEST
+        ToreHook(TORE, mode="layout", cutoff_step_ratio=0.5).pre_call(NotSD(), (WRITTEN,), {})
+    # The rewrite itself works on any callable pipeline.
+    args, _ = ToreHook(TORE).pre_call(NotSD(), (WRITTEN,), {})
+    assert NotSD()(*args) == BEST

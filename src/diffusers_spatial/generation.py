@@ -165,11 +165,8 @@ def describe_pipeline(pipe) -> dict[str, Any]:
     A fused LoRA leaves no trace on the pipeline; pass `model_info` to `generate_images` to record it (the CLI and
     `load_generation_pipeline` do).
     """
-    from .tore.hook import _original_class, get_hook
-
-    cls = _original_class(pipe)  # TORE's hook wraps the class
-    info: dict[str, Any] = {"pipeline": cls.__name__, "name_or_path": getattr(pipe, "name_or_path", None)}
-    tore = getattr(get_hook(pipe), "tore", None) or getattr(pipe, "tore", None)
+    info: dict[str, Any] = {"pipeline": type(pipe).__name__, "name_or_path": getattr(pipe, "name_or_path", None)}
+    tore = getattr(pipe, "tore", None)
     if tore is not None and hasattr(tore, "to_dict"):
         info["tore"] = tore.to_dict()
     if getattr(pipe, "spatial_lora_scale", None) is not None:  # a SpatialLoRAPipeline with its LoRA
@@ -320,7 +317,7 @@ def _generate_batch(
         return_dict=True,
         **call_kwargs,
     )
-    used = getattr(output, "prompts_used", None)  # set by TORE (hook or SpatialLoRAPipeline)
+    used = getattr(output, "prompts_used", None)  # a SpatialLoRAPipeline says what it asked the model for
     if not isinstance(used, (list, tuple)) or len(used) != len(batch):
         used = [it.text for it in batch]
     generated = []
@@ -354,8 +351,8 @@ def generate_images(
     """Generate `images_per_prompt` seeded images per prompt into `out_dir`, resuming whatever is already there.
 
     Args:
-        pipe: any diffusers text-to-image pipeline (SD 1.x/2.x, SDXL, `SpatialLoRAPipeline`, one with TORE
-            attached), already on its device: this function never moves it.
+        pipe: any diffusers text-to-image pipeline (SD 1.x/2.x, SDXL, a `SpatialLoRAPipeline` with or without
+            TORE), already on its device: this function never moves it.
         prompts: `SuitePrompt`s (their `prompt_id`s name the files) or plain strings (ids: `prompt_id_for`).
         out_dir: output folder (created if missing); see the module docstring for its layout.
         images_per_prompt: images per prompt (VISOR and GenEval use 4).

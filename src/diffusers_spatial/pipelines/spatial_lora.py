@@ -19,7 +19,10 @@ and a model card.
 
 from __future__ import annotations
 
+import contextlib
+import inspect
 import json
+import logging as std_logging
 import math
 import os
 import re
@@ -30,16 +33,12 @@ from typing import Any
 
 import torch
 from diffusers import DiffusionPipeline, StableDiffusionPipeline, StableDiffusionXLPipeline
-from diffusers.utils import (
-    convert_state_dict_to_peft,
-    convert_unet_state_dict_to_peft,
-    logging,
-    replace_example_docstring,
-)
+from diffusers.utils import convert_state_dict_to_peft, convert_unet_state_dict_to_peft, logging
 
 from ..tore import Tore
 from ..tore.core import TORE_CONFIG_NAME
-from ..tore.hook import ToreHook, prompt_argument, record_prompts
+from ..tore.hook import ToreHook
+from .pipeline_output import SpatialLoRAPipelineOutput
 
 logger = logging.get_logger(__name__)
 
@@ -117,6 +116,39 @@ class SpatialLoRAConfig:
             f.write("\n")
 
 
+def _check_local_path(path: Any, what: str) -> None:
+    """Raise FileNotFoundError for a missing path that cannot be a Hub repo id (`name` or `user/name`)."""
+    if not isinstance(path, (str, os.PathLike)):
+        return
+    text = os.fspath(path)
+    if os.path.exists(text):
+        return
+    local = (
+        isinstance(path, os.PathLike)
+        or os.path.isabs(text)
+        or text.startswith((".", "~"))
+        or "\\" in text
+        or text.count("/") > 1
+        or text.endswith((".safetensors", ".json", ".bin", ".ckpt", ".pt"))
+    )
+    if local:
+        raise FileNotFoundError(f"{what} {text!r} does not exist (a Hub repo id looks like 'user/name')")
+
+
+@contextlib.contextmanager
+def _quiet_diffusers_loaders():
+    """Silence diffusers' LoRA loader warnings for the duration (used where our own checks have run)."""
+    loggers = [std_logging.getLogger(name) for name in ("diffusers.loaders.peft", "diffusers.loaders.lora_base")]
+    levels = [logger_.level for logger_ in loggers]
+    for logger_ in loggers:
+        logger_.setLevel(std_logging.ERROR)
+    try:
+        yield
+    finally:
+        for logger_, level in zip(loggers, levels):
+            logger_.setLevel(level)
+
+
 def _check_scale(scale: Any) -> float:
     if isinstance(scale, bool) or not isinstance(scale, (int, float)) or not math.isfinite(scale):
         raise ValueError(f"lora_scale must be a finite number, got {scale!r}")
@@ -157,6 +189,7 @@ def read_lora(
         return tensors, None, None
     if not isinstance(source, (str, os.PathLike)):
         raise TypeError(f"spatial_lora must be a path, a Hub repo id or a state dict, got {type(source).__name__}")
+    _check_local_path(source, "spatial_lora")
     path = os.fspath(source)
     if os.path.isdir(path):
         if weight_name is None:
@@ -358,56 +391,61 @@ def _read_json(base: str | os.PathLike, filename: str, hub_kwargs: dict[str, Any
 class SpatialLoRAPipeline:
     r"""A diffusers text-to-image pipeline with a spatial LoRA fused in and TORE prompt rewriting.
 
-    `SpatialLoRAPipeline.from_pretrained(base, ...)` returns a `SpatialLoRAStableDiffusionPipeline` (SD 1.x / 2.x
-    bases) or a `SpatialLoRAStableDiffusionXLPipeline` (SDXL bases): diffusers pipelines in every respect, plus
-    the methods below. Outputs carry `prompts_used` (one prompt per batch entry, as the model was asked) and
-    `tore_decisions`.
+    `SpatialLoRAPipeline.from_pretrained(...)` (or `.from_pipe(pipe, ...)`) returns a
+    `SpatialLoRAStableDiffusionPipeline` (SD 1.x / 2.x bases) or a `SpatialLoRAStableDiffusionXLPipeline` (SDXL
+    bases): diffusers pipelines in every respect, plus the methods below. Calls return a
+    `SpatialLoRAPipelineOutput` (`images`, `nsfw_content_detected`, `prompts_used`, `tore_decisions`).
     """
 
     _spatial_config: SpatialLoRAConfig | None = None
     _spatial_lora_tensors: dict[str, torch.Tensor] | None = None
     _spatial_lora_metadata: dict[str, str] | None = None
+    # How the loaded LoRA is applied: "fused" (in the weights), "active" (separate layers) or "disabled".
+    _spatial_lora_state: str | None = None
     _tore: Tore | None = None
     _tore_hook: ToreHook | None = None
-    last_prompts_used: list[str] | None = None
 
     # -- loading -------------------------------------------------------------------------------------------------
 
     @classmethod
     def from_pretrained(
         cls,
-        base: str | os.PathLike,
+        pretrained_model_name_or_path: str | os.PathLike,
+        *,
         spatial_lora: str | os.PathLike | Mapping[str, torch.Tensor] | bool | None = None,
         lora_scale: float | None = None,
         tore: Tore | str | os.PathLike | bool | None = None,
         fuse: bool | None = None,
-        *,
         weight_name: str | None = None,
         tore_mode: str | None = None,
-        **diffusers_kwargs,
+        **kwargs,
     ):
         r"""Load a base pipeline, its spatial LoRA and TORE.
 
         Args:
-            base: Hub id or local folder of a Stable Diffusion 1.x / 2.x or SDXL pipeline (or a folder saved by
-                `SpatialLoRAPipeline.save_pretrained`, which restores its LoRA, scale and TORE).
+            pretrained_model_name_or_path: Hub id or local folder of a Stable Diffusion 1.x / 2.x or SDXL pipeline
+                (or a folder saved by `SpatialLoRAPipeline.save_pretrained`, which restores its LoRA, scale and TORE).
             spatial_lora: a diffusers-format LoRA (a `.safetensors` file, a folder, a Hub repo, or a state dict;
                 kohya-style LoRAs that diffusers' `load_lora_weights` reads are accepted). None: the saved
                 folder's own LoRA, if any; False: none.
             lora_scale: LoRA strength (default: the saved value, else 1.0).
             tore: a `Tore`, or a folder / Hub repo / JSON file with `tore_config.json`. None: the saved folder's
                 own, if any; False: no TORE.
-            fuse: fuse the LoRA into the weights (default True: no per-image cost).
+            fuse: fuse the LoRA into the weights and drop its layers (default True: the model then has exactly
+                the base model's modules and cost per image).
             weight_name: the LoRA file's name inside `spatial_lora` when it is a folder or repo.
             tore_mode: "rewrite" (default) or "layout" (sampling-time TORE, see `ToreLayoutCallback`).
-            diffusers_kwargs: passed to the diffusers `from_pretrained` (`torch_dtype`, `variant`, `revision`,
-                `cache_dir`, `token`, `local_files_only`, ...).
+            kwargs: passed to the diffusers `from_pretrained` (`torch_dtype`, `variant`, `revision`, `cache_dir`,
+                `token`, `local_files_only`, ...).
 
         Raises:
+            FileNotFoundError: for a local path (absolute, relative with `./`, or nested) that does not exist.
             ValueError: for a base that is not SD 1.x / 2.x / SDXL, naming its class.
             LoRAMismatchError: for a LoRA that does not fit the base, before anything is loaded into it.
         """
-        hub_kwargs = {k: v for k, v in diffusers_kwargs.items() if k in _HUB_KWARGS}
+        base = pretrained_model_name_or_path
+        _check_local_path(base, "pretrained_model_name_or_path")
+        hub_kwargs = {k: v for k, v in kwargs.items() if k in _HUB_KWARGS}
         index = DiffusionPipeline.load_config(base, **hub_kwargs)
         saved = _read_json(base, SPATIAL_LORA_CONFIG_NAME, hub_kwargs)
         saved = SpatialLoRAConfig.from_dict(saved) if saved is not None else None
@@ -418,33 +456,92 @@ class SpatialLoRAPipeline:
             )
 
         # Weights from safetensors only: a base that ships only pickled .bin files is refused, never unpickled.
-        diffusers_kwargs.setdefault("use_safetensors", True)
-        pipe = super(SpatialLoRAPipeline, family).from_pretrained(base, **diffusers_kwargs)
+        kwargs.setdefault("use_safetensors", True)
+        pipe = super(SpatialLoRAPipeline, family).from_pretrained(base, **kwargs)
         config = saved or SpatialLoRAConfig(base_pipeline_class=family._base_pipeline_class.__name__)
         config.base_model = config.base_model if saved else os.fspath(base)
         pipe._spatial_config = config
 
         if spatial_lora is None and saved is not None and saved.lora_weight_name:
             spatial_lora, weight_name = base, weight_name or saved.lora_weight_name
-        if spatial_lora is not None and spatial_lora is not False:
-            scale = config.lora_scale if lora_scale is None else lora_scale
-            pipe.load_spatial_lora(
-                spatial_lora,
-                lora_scale=scale,
-                fuse=config.fuse if fuse is None else fuse,
-                weight_name=weight_name,
-                **hub_kwargs,
-            )
         if tore is None and saved is not None:
             tore = _read_json(base, TORE_CONFIG_NAME, hub_kwargs) is not None and base
+        pipe._add_spatial_parts(
+            spatial_lora=spatial_lora,
+            lora_scale=config.lora_scale if lora_scale is None else lora_scale,
+            fuse=config.fuse if fuse is None else fuse,
+            weight_name=weight_name,
+            tore=tore,
+            tore_mode=tore_mode or config.tore_mode,
+            hub_kwargs=hub_kwargs,
+        )
+        return pipe
+
+    @classmethod
+    def from_pipe(
+        cls,
+        pipeline: DiffusionPipeline,
+        *,
+        spatial_lora: str | os.PathLike | Mapping[str, torch.Tensor] | None = None,
+        lora_scale: float = 1.0,
+        tore: Tore | str | os.PathLike | None = None,
+        fuse: bool = True,
+        weight_name: str | None = None,
+        tore_mode: str = "rewrite",
+        **kwargs,
+    ):
+        r"""A spatial pipeline sharing the components of an SD 1.x / 2.x or SDXL `pipeline` (diffusers' `from_pipe`).
+
+        No weights are copied: as with diffusers' `from_pipe`, a LoRA loaded here changes the shared modules, so
+        `pipeline` then generates with it too (`unload_spatial_lora()` restores both).
+
+        Args:
+            pipeline: a `StableDiffusionPipeline` / `StableDiffusionXLPipeline` (or a spatial one).
+            spatial_lora, lora_scale, tore, fuse, weight_name, tore_mode: as in `from_pretrained`.
+            kwargs: passed to diffusers' `from_pipe` (components to replace, `torch_dtype`).
+
+        Examples:
+
+        ```py
+        >>> from diffusers_spatial import SpatialLoRAPipeline, Tore
+        >>> from diffusers_spatial.utils import make_tiny_sd
+        >>> pipe = SpatialLoRAPipeline.from_pipe(make_tiny_sd(), tore=Tore(success_rates={"left_of": 0.3, "right_of": 0.6}))
+        >>> pipe("a cat to the left of a dog", num_inference_steps=1, height=32, width=32).prompts_used
+        ['a dog to the right of a cat']
+
+        ```
+        """
+        name = getattr(pipeline, "_base_pipeline_class", type(pipeline)).__name__
+        family = _family_for(name, None, f"<{type(pipeline).__name__} object>")
+        if cls is not SpatialLoRAPipeline and not issubclass(family, cls):
+            raise ValueError(f"a {name} cannot become a {cls.__name__}")
+        pipe = DiffusionPipeline.from_pipe.__func__(family, pipeline, **kwargs)
+        pipe._spatial_config = SpatialLoRAConfig(base_pipeline_class=family._base_pipeline_class.__name__)
+        pipe._spatial_config.base_model = getattr(pipeline.config, "_name_or_path", None)
+        pipe._add_spatial_parts(
+            spatial_lora=spatial_lora,
+            lora_scale=lora_scale,
+            fuse=fuse,
+            weight_name=weight_name,
+            tore=tore,
+            tore_mode=tore_mode,
+            hub_kwargs={},
+        )
+        return pipe
+
+    def _add_spatial_parts(self, *, spatial_lora, lora_scale, fuse, weight_name, tore, tore_mode, hub_kwargs):
+        if spatial_lora is not None and spatial_lora is not False:
+            self.load_spatial_lora(
+                spatial_lora, lora_scale=lora_scale, fuse=fuse, weight_name=weight_name, **hub_kwargs
+            )
         if tore:
-            pipe.set_tore(
+            config = self._spatial_config
+            self.set_tore(
                 tore,
-                mode=tore_mode or config.tore_mode,
+                mode=tore_mode,
                 cutoff_step_ratio=config.tore_cutoff_step_ratio,
                 cutoff_step_index=config.tore_cutoff_step_index,
             )
-        return pipe
 
     def load_spatial_lora(
         self,
@@ -454,7 +551,11 @@ class SpatialLoRAPipeline:
         weight_name: str | None = None,
         **hub_kwargs,
     ) -> None:
-        """Check `spatial_lora` against this pipeline, then load it (adapter "spatial") and fuse it by default.
+        """Check `spatial_lora` against this pipeline, then load it and fuse it (by default).
+
+        Fused, the LoRA's layers are removed again once its weights are in the base layers: the model has the base
+        model's modules, type for type. Unfused (`fuse=False`), it stays as peft layers (adapter "spatial") whose
+        scale can change freely.
 
         Raises:
             LoRAMismatchError: when the LoRA does not fit (nothing has been loaded then).
@@ -471,21 +572,12 @@ class SpatialLoRAPipeline:
             raise LoRAMismatchError(f"{name} cannot be read as a LoRA for {_describe_base(self)}: {err}") from err
         check_lora_fits(self, converted, name)
 
-        # Load from the file when there is one: diffusers then also reads the adapter metadata (alphas) it holds.
-        if local_file is not None:
-            self.load_lora_weights(
-                os.path.dirname(local_file),
-                weight_name=os.path.basename(local_file),
-                adapter_name=SPATIAL_ADAPTER_NAME,
-            )
-        else:
-            self.load_lora_weights(dict(tensors), adapter_name=SPATIAL_ADAPTER_NAME)
         self._spatial_lora_tensors, self._spatial_lora_metadata = tensors, metadata
         config = self._spatial_config or SpatialLoRAConfig(base_pipeline_class=self._base_pipeline_class.__name__)
         config.lora_weight_name, config.lora_scale, config.fuse = LORA_WEIGHT_NAME, lora_scale, bool(fuse)
         config.lora_source = os.fspath(spatial_lora) if isinstance(spatial_lora, (str, os.PathLike)) else "state dict"
         self._spatial_config = config
-        self._apply_lora_state(enabled=True)
+        self._install_spatial_lora("fused" if fuse else "active")
 
     # -- LoRA controls -------------------------------------------------------------------------------------------
 
@@ -499,62 +591,97 @@ class SpatialLoRAPipeline:
 
     @property
     def spatial_lora_fused(self) -> bool:
-        return SPATIAL_ADAPTER_NAME in self.fused_loras
+        return self._spatial_lora_state == "fused"
 
     def _require_lora(self):
         if not self.has_spatial_lora:
             raise ValueError("this pipeline has no spatial LoRA; load one with load_spatial_lora(...)")
 
-    def _apply_lora_state(self, enabled: bool) -> None:
-        """Bring the weights to the configured state: unfused, then fused at the scale or scaled on the fly."""
-        if self.spatial_lora_fused:
-            self.unfuse_lora()
+    def _other_adapters(self) -> set[str]:
+        return {name for names in self.get_list_adapters().values() for name in names} - {SPATIAL_ADAPTER_NAME}
+
+    def _load_spatial_adapter(self) -> None:
+        # Through a file, so that diffusers reads the adapter metadata (alphas) exactly as from the user's file.
+        # Its "no LoRA keys for the text encoder" warning is noise here: check_lora_fits has vetted every key.
+        with tempfile.TemporaryDirectory() as tmp, _quiet_diffusers_loaders():
+            self._write_lora(tmp)
+            self.load_lora_weights(tmp, weight_name=LORA_WEIGHT_NAME, adapter_name=SPATIAL_ADAPTER_NAME)
+
+    def _drop_spatial_layers(self) -> None:
+        # Unwrapping every layer is only ours to do when no other adapter lives in the pipeline.
+        if self._other_adapters():
+            self.delete_adapters(SPATIAL_ADAPTER_NAME)
+        else:
+            self.unload_lora_weights()
+        self._merged_adapters = self._merged_adapters - {SPATIAL_ADAPTER_NAME}
+
+    def _install_spatial_lora(self, state: str) -> None:
+        """From the bare base weights, apply the LoRA as `state` ("fused", "active" or "disabled")."""
         scale = self._spatial_config.lora_scale
-        if not enabled:
-            self.disable_lora()
-            return
-        self.enable_lora()
-        if self._spatial_config.fuse:
-            # Reset the adapter's own weight first: fuse_lora multiplies the current scaling by lora_scale.
+        self._load_spatial_adapter()
+        if state == "fused":
+            # fuse_lora multiplies the adapter's own weight by lora_scale: reset it to 1 first.
             self.set_adapters([SPATIAL_ADAPTER_NAME], [1.0])
             self.fuse_lora(lora_scale=scale, adapter_names=[SPATIAL_ADAPTER_NAME])
-        else:
+            if not self._other_adapters():  # the weights hold the LoRA now: drop its layers, and their cost
+                self._drop_spatial_layers()
+        elif state == "active":
             self.set_adapters([SPATIAL_ADAPTER_NAME], [scale])
+        else:
+            self.disable_lora()
+        self._spatial_lora_state = state
+
+    def _remove_spatial_lora(self) -> None:
+        """Back to the bare base weights, without the LoRA's layers."""
+        if self._spatial_lora_state == "fused":
+            if SPATIAL_ADAPTER_NAME in self._merged_adapters:  # fused beside other adapters: peft unfuses
+                self.unfuse_lora()
+            else:  # fused and unwrapped: fuse the same LoRA at the opposite scale (what peft's unfuse computes)
+                self._load_spatial_adapter()
+                self.set_adapters([SPATIAL_ADAPTER_NAME], [1.0])
+                self.fuse_lora(lora_scale=-self._spatial_config.lora_scale, adapter_names=[SPATIAL_ADAPTER_NAME])
+        self._drop_spatial_layers()
+        self._spatial_lora_state = None
+
+    def _set_spatial_lora_state(self, state: str) -> None:
+        self._remove_spatial_lora()
+        self._install_spatial_lora(state)
 
     def set_spatial_lora_scale(self, lora_scale: float) -> None:
         """Change the LoRA strength (re-fusing when fused)."""
         self._require_lora()
-        self._spatial_config.lora_scale = _check_scale(lora_scale)
-        self._apply_lora_state(enabled=True)
+        lora_scale = _check_scale(lora_scale)
+        state = self._spatial_lora_state
+        self._remove_spatial_lora()
+        self._spatial_config.lora_scale = lora_scale
+        self._install_spatial_lora(state)
 
     def fuse_spatial_lora(self) -> None:
-        """Fuse the LoRA into the weights (no per-image cost)."""
+        """Fuse the LoRA into the weights and drop its layers (no per-image cost)."""
         self._require_lora()
         self._spatial_config.fuse = True
-        self._apply_lora_state(enabled=True)
+        self._set_spatial_lora_state("fused")
 
     def unfuse_spatial_lora(self) -> None:
         """Keep the LoRA as separate layers (scale changes are then free, each image costs a little more)."""
         self._require_lora()
         self._spatial_config.fuse = False
-        self._apply_lora_state(enabled=True)
+        self._set_spatial_lora_state("active")
 
     def disable_spatial_lora(self) -> None:
         """Generate with the base weights only (the LoRA stays loaded)."""
         self._require_lora()
-        self._apply_lora_state(enabled=False)
+        self._set_spatial_lora_state("disabled")
 
     def enable_spatial_lora(self) -> None:
         """Undo `disable_spatial_lora` (re-fusing if the LoRA was fused)."""
         self._require_lora()
-        self._apply_lora_state(enabled=True)
+        self._set_spatial_lora_state("fused" if self._spatial_config.fuse else "active")
 
     def unload_spatial_lora(self) -> None:
         """Remove the LoRA and restore the base weights."""
         self._require_lora()
-        if self.spatial_lora_fused:
-            self.unfuse_lora()
-        self.delete_adapters(SPATIAL_ADAPTER_NAME)
+        self._remove_spatial_lora()
         self._spatial_lora_tensors = self._spatial_lora_metadata = None
         self._spatial_config.lora_weight_name = self._spatial_config.lora_source = None
 
@@ -586,38 +713,31 @@ class SpatialLoRAPipeline:
 
     # -- generation ----------------------------------------------------------------------------------------------
 
-    @torch.no_grad()
-    @replace_example_docstring(EXAMPLE_DOC_STRING)
-    def __call__(self, *args, use_tore: bool = True, **kwargs):
-        r"""Generate images. Takes every argument of the base diffusers pipeline's `__call__`, plus:
-
-        Args:
-            use_tore (`bool`, defaults to `True`): rewrite the prompt with TORE (when the pipeline has one).
-
-        Returns:
-            The base pipeline's output, with `prompts_used` (the prompts the model was asked for, one per batch entry;
-            None when `prompt_embeds` were given) and `tore_decisions` (None without TORE). With
-            `return_dict=False` the tuple is returned and `pipe.last_prompts_used` holds the prompts.
-
-        Examples:
-        """
+    def _generate(self, arguments: dict[str, Any], use_tore: bool):
+        """The body of every family's `__call__`: `arguments` are the base `__call__`'s, by name."""
         call = self._base_pipeline_class.__call__
+        return_dict = arguments.pop("return_dict", True)
         # 1. TORE: choose, per prompt, the variant the model renders best (or keep the prompt as written).
         hook = self._tore_hook if use_tore else None
         if hook is not None:
-            args, kwargs = hook.pre_call(self, args, kwargs, call=call)
+            _, arguments = hook.pre_call(self, (), arguments, call=call)
             prompts_used, decisions = hook.last_prompts_used, hook.last_decisions
         else:
-            prompt = prompt_argument(call, args, kwargs)
-            prompts_used, decisions = (
-                None if prompt is None else ([prompt] if isinstance(prompt, str) else list(prompt)),
-                None,
-            )
-        self.last_prompts_used = prompts_used
+            prompt = arguments.get("prompt")
+            prompts_used = None if prompt is None else ([prompt] if isinstance(prompt, str) else list(prompt))
+            decisions = None
         # 2. The base pipeline, whose weights already hold the fused LoRA: nothing extra per denoising step.
-        output = call(self, *args, **kwargs)
+        output = call(self, **arguments, return_dict=True)
         # 3. Say what was generated.
-        return record_prompts(output, prompts_used, decisions)
+        output = SpatialLoRAPipelineOutput(
+            images=output.images,
+            nsfw_content_detected=getattr(output, "nsfw_content_detected", None),
+            prompts_used=prompts_used,
+            tore_decisions=decisions,
+        )
+        if not return_dict:
+            return (output.images, output.nsfw_content_detected, output.prompts_used, output.tore_decisions)
+        return output
 
     # -- saving --------------------------------------------------------------------------------------------------
 
@@ -626,45 +746,40 @@ class SpatialLoRAPipeline:
         save_directory: str | os.PathLike,
         safe_serialization: bool = True,
         variant: str | None = None,
+        max_shard_size: int | str | None = None,
         push_to_hub: bool = False,
         **kwargs,
     ):
         """Save a folder that `SpatialLoRAPipeline.from_pretrained` restores and plain diffusers can use.
 
-        Written: the diffusers components of the base WITHOUT the LoRA (fused weights are unfused while saving),
-        `model_index.json` naming the diffusers base class (so `StableDiffusionPipeline.from_pretrained(folder)` and
-        `DiffusionPipeline.from_pretrained(folder)` work), `pytorch_lora_weights.safetensors` (so
-        `load_lora_weights(folder)` works), `tore_config.json`, `spatial_lora_config.json` and a model card
-        (`README.md`). With `push_to_hub=True` the folder is also uploaded (`repo_id=` etc. as in diffusers).
+        Written: the diffusers components of the base WITHOUT the LoRA, `model_index.json` naming the diffusers
+        base class (so `StableDiffusionPipeline.from_pretrained(folder)` and `DiffusionPipeline.from_pretrained(
+        folder)` open it, as the base model), `pytorch_lora_weights.safetensors` (so `load_lora_weights(folder)`
+        works), `tore_config.json`, `spatial_lora_config.json` and a model card (`README.md`). `variant`,
+        `max_shard_size` and `push_to_hub` (with `repo_id=`, `commit_message=`, `private=`, `token=`,
+        `create_pr=`) behave as in diffusers.
         """
         if not safe_serialization:
             raise ValueError("SpatialLoRAPipeline saves safetensors only (safe_serialization=False is not supported)")
         os.makedirs(save_directory, exist_ok=True)
-        had_lora = self.has_spatial_lora
-        enabled = had_lora and not self._lora_disabled()
-        if had_lora:
-            # diffusers would write peft-wrapped layers (and adapter-only text encoders): save the bare base.
-            if self.spatial_lora_fused:
-                self.unfuse_lora()
-            self.unload_lora_weights()
+        state = self._spatial_lora_state
+        if (
+            state is not None
+        ):  # diffusers would write the LoRA into the base weights or peft layers: save the bare base
+            self._remove_spatial_lora()
         try:
-            DiffusionPipeline.save_pretrained(self, save_directory, safe_serialization=True, variant=variant)
+            DiffusionPipeline.save_pretrained(
+                self, save_directory, safe_serialization=True, variant=variant, max_shard_size=max_shard_size
+            )
         finally:
-            if had_lora:
-                self._write_lora(save_directory)
-                self.load_lora_weights(save_directory, weight_name=LORA_WEIGHT_NAME, adapter_name=SPATIAL_ADAPTER_NAME)
-                self._apply_lora_state(enabled=enabled)
-        self._write_extras(save_directory)
+            if state is not None:
+                self._install_spatial_lora(state)
+        if self.has_spatial_lora:
+            self._write_lora(save_directory)
+        repo_id = kwargs.get("repo_id") if push_to_hub else None
+        self._write_extras(save_directory, repo_id)
         if push_to_hub:
             self._upload(save_directory, **kwargs)
-
-    def _lora_disabled(self) -> bool:
-        from peft.tuners.tuners_utils import BaseTunerLayer
-
-        for module in self.unet.modules():
-            if isinstance(module, BaseTunerLayer) and SPATIAL_ADAPTER_NAME in module.lora_A:
-                return module.disable_adapters
-        return False
 
     def _write_lora(self, save_directory: str | os.PathLike) -> None:
         from safetensors.torch import save_file
@@ -673,7 +788,7 @@ class SpatialLoRAPipeline:
         tensors = {k: v.contiguous() for k, v in self._spatial_lora_tensors.items()}
         save_file(tensors, os.path.join(save_directory, LORA_WEIGHT_NAME), metadata=metadata)
 
-    def _write_extras(self, save_directory: str | os.PathLike) -> None:
+    def _write_extras(self, save_directory: str | os.PathLike, repo_id: str | None = None) -> None:
         index_path = os.path.join(save_directory, "model_index.json")
         with open(index_path, encoding="utf-8") as f:
             index = json.load(f)
@@ -692,7 +807,7 @@ class SpatialLoRAPipeline:
             os.remove(tore_path)  # a stale TORE from an earlier save would come back on loading
         if not self.has_spatial_lora and os.path.exists(os.path.join(save_directory, LORA_WEIGHT_NAME)):
             os.remove(os.path.join(save_directory, LORA_WEIGHT_NAME))
-        self.model_card().save(os.path.join(save_directory, "README.md"))
+        self.model_card(repo_id).save(os.path.join(save_directory, "README.md"))
 
     def model_card(self, repo_id: str | None = None):
         """A Hub model card (`huggingface_hub.ModelCard`) describing the base, the LoRA and TORE."""
@@ -708,7 +823,7 @@ class SpatialLoRAPipeline:
             base_model=base if is_hub_id else None,
             tags=["diffusers", "diffusers-spatial", "text-to-image", "lora", "spatial", "esplora", "tore", family],
         )
-        name = repo_id or "this folder"
+        name = repo_id or "path/to/this/folder"
         lines = [
             f"# Spatial LoRA pipeline ({self._base_pipeline_class.__name__})",
             "",
@@ -758,19 +873,21 @@ class SpatialLoRAPipeline:
         private: bool | None = None,
         token: str | None = None,
         create_pr: bool = False,
-        **kwargs,
-    ):
-        """Save the pipeline (with its model card) into a temporary folder and upload it to `repo_id`."""
+        safe_serialization: bool = True,
+        variant: str | None = None,
+        max_shard_size: int | str | None = None,
+    ) -> str:
+        """Save the pipeline (with a model card naming `repo_id`) into a temporary folder and upload it to `repo_id`."""
         with tempfile.TemporaryDirectory() as tmp:
-            self.save_pretrained(tmp)
+            self.save_pretrained(
+                tmp, safe_serialization=safe_serialization, variant=variant, max_shard_size=max_shard_size
+            )
             self.model_card(repo_id).save(os.path.join(tmp, "README.md"))
             return self._upload(
                 tmp, repo_id=repo_id, commit_message=commit_message, private=private, token=token, create_pr=create_pr
             )
 
-    def _upload(
-        self, folder, repo_id: str | None = None, commit_message=None, private=None, token=None, create_pr=False, **_
-    ):
+    def _upload(self, folder, repo_id=None, commit_message=None, private=None, token=None, create_pr=False) -> str:
         from huggingface_hub import create_repo, upload_folder
 
         if repo_id is None:
@@ -785,16 +902,51 @@ class SpatialLoRAPipeline:
         )
 
 
+def _spatial_call(base: type):
+    """The `__call__` of the spatial family of `base`: the base's parameters (visible to `inspect` and `help`),
+    plus `use_tore`; the body is `SpatialLoRAPipeline._generate`."""
+    signature = inspect.signature(base.__call__)
+    parameters = list(signature.parameters.values())
+    use_tore = inspect.Parameter("use_tore", inspect.Parameter.KEYWORD_ONLY, default=True, annotation="bool")
+    if parameters[-1].kind is inspect.Parameter.VAR_KEYWORD:
+        parameters.insert(len(parameters) - 1, use_tore)
+    else:
+        parameters.append(use_tore)
+    call_signature = signature.replace(parameters=parameters, return_annotation="SpatialLoRAPipelineOutput | tuple")
+
+    def __call__(self, *args, use_tore: bool = True, **kwargs):
+        bound = signature.bind(self, *args, **kwargs)
+        arguments = dict(bound.arguments)
+        del arguments["self"]
+        arguments.update(arguments.pop("kwargs", {}))  # the base's own **kwargs (deprecated callbacks)
+        return self._generate(arguments, use_tore)
+
+    __call__.__signature__ = call_signature
+    __call__.__qualname__ = f"SpatialLoRA{base.__name__}.__call__"
+    __call__.__doc__ = (
+        f"Generate images as `{base.__name__}.__call__` does (every argument below is its own), with TORE.\n\n"
+        "    use_tore (`bool`, defaults to `True`): rewrite the prompts with the pipeline's TORE rule (if it has one).\n\n"
+        "    Returns: a `SpatialLoRAPipelineOutput` (`images`, `nsfw_content_detected`, `prompts_used`, "
+        "`tore_decisions`), or that tuple with `return_dict=False`.\n"
+        + EXAMPLE_DOC_STRING
+        + f"\n    Arguments of `{base.__name__}.__call__`:\n"
+        + (base.__call__.__doc__ or "")
+    )
+    return __call__
+
+
 class SpatialLoRAStableDiffusionPipeline(SpatialLoRAPipeline, StableDiffusionPipeline):
     """`SpatialLoRAPipeline` for Stable Diffusion 1.x / 2.x bases (a `StableDiffusionPipeline`)."""
 
     _base_pipeline_class = StableDiffusionPipeline
+    __call__ = torch.no_grad()(_spatial_call(StableDiffusionPipeline))
 
 
 class SpatialLoRAStableDiffusionXLPipeline(SpatialLoRAPipeline, StableDiffusionXLPipeline):
     """`SpatialLoRAPipeline` for Stable Diffusion XL bases (a `StableDiffusionXLPipeline`)."""
 
     _base_pipeline_class = StableDiffusionXLPipeline
+    __call__ = torch.no_grad()(_spatial_call(StableDiffusionXLPipeline))
 
 
 _FAMILIES: dict[str, type] = {

@@ -1,7 +1,7 @@
 """TORE: bias-aware prompt rewriting.
 
 - `Tore` (`core`): the rewrite rule and its calibration (relation and triplet success rates).
-- `attach` / `detach` (`hook`): apply a `Tore` to any diffusers text-to-image pipeline.
+- `ToreHook` (`hook`): TORE around one pipeline call (what `SpatialLoRAPipeline.__call__` runs).
 - `ToreLayoutCallback` (`callback`): the sampling-time variant, a diffusers `PipelineCallback`.
 - `calibrate` (`calibration`): generate, score and build the bias table a `Tore` is made from.
 """
@@ -9,7 +9,7 @@
 from .calibration import CalibrationResult, PerceptionScorer, calibrate
 from .callback import DEFAULT_CUTOFF_STEP_RATIO, ToreLayoutCallback
 from .core import TORE_CONFIG_NAME, Tore, ToreDecision, triplet_key
-from .hook import ToreHook, attach, detach, get_hook
+from .hook import ToreHook
 
 __all__ = [
     "CalibrationResult",
@@ -20,9 +20,6 @@ __all__ = [
     "ToreDecision",
     "ToreHook",
     "ToreLayoutCallback",
-    "attach",
     "calibrate",
-    "detach",
-    "get_hook",
     "triplet_key",
 ]

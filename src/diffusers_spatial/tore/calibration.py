@@ -35,7 +35,6 @@ from diffusers.utils import logging
 from ..relations import MultipleRelationsError, parse_spatial_prompt
 from ..utils.atomic import atomic_write_json
 from .core import Tore
-from .hook import get_hook
 
 logger = logging.get_logger(__name__)
 
@@ -195,10 +194,10 @@ def calibrate(
     from ..geometry.bias import as_image_scores
     from ..metric.results import ResultsStore
 
-    if get_hook(pipe) is not None or getattr(pipe, "tore", None) is not None:
+    if getattr(pipe, "tore", None) is not None:
         raise ValueError(
             "TORE is active on this pipeline; calibration measures the model on prompts as written: "
-            "call tore.detach(pipe) (or pipe.set_tore(None)) first"
+            "call pipe.set_tore(None) first"
         )
     _check_spatial(prompts)
     if not isinstance(score_batch_size, int) or isinstance(score_batch_size, bool) or score_batch_size < 1:

@@ -357,20 +357,6 @@ class Tore(ConfigMixin):
     def __call__(self, prompt: str | list[str]) -> str | list[str]:
         return self.rewrite(prompt)
 
-    # -- pipelines ----------------------------------------------------------------------------------------------
-
-    def attach(self, pipe, mode: str = "rewrite", cutoff_step_ratio: float | None = None, cutoff_step_index=None):
-        """Rewrite `pipe`'s prompts with this rule on every call (any diffusers pipeline); see `tore.hook.attach`."""
-        from .hook import attach
-
-        return attach(pipe, self, mode=mode, cutoff_step_ratio=cutoff_step_ratio, cutoff_step_index=cutoff_step_index)
-
-    def detach(self, pipe):
-        """Stop rewriting `pipe`'s prompts; see `tore.hook.detach`."""
-        from .hook import detach
-
-        return detach(pipe)
-
     # -- construction from the metric's bias table ---------------------------------------------------------------
 
     @classmethod

@@ -1,26 +1,20 @@
-"""Attach TORE to any diffusers text-to-image pipeline: prompts are rewritten before the pipeline's own `__call__`.
+"""`ToreHook`: TORE around one pipeline call (the `ModelHook` shape, `pre_call`, at the pipeline level).
 
-Why a wrapper of `__call__` and not a diffusers `ModelHook`: `ModelHook` / `HookRegistry` wrap the `forward` of an
-`nn.Module` (the denoiser, a text encoder), and by the time any module runs the prompt is already token ids.
-TORE rewrites the *text*, so it has to run where the text is: before the pipeline's `__call__`. Python looks
-special methods such as `__call__` up on the type, so an instance attribute cannot intercept `pipe(...)`; `attach`
-therefore gives the one pipeline object a thin subclass of its own class (same name, same module, no other change)
-whose `__call__` runs the hook's `pre_call` / `post_call` (the `ModelHook` shape, at the pipeline level) around the
-original. `detach` restores the original class. Other instances of the class are untouched, `isinstance` checks
-still hold, and `save_pretrained` still writes the original class name.
+Why not a diffusers `ModelHook`: `ModelHook` / `HookRegistry` wrap the `forward` of an `nn.Module` (the denoiser, a
+text encoder), and by the time any module runs the prompt is already token ids. TORE rewrites the *text*, so it
+runs where the text is: before the pipeline's `__call__`. `SpatialLoRAPipeline.__call__` runs the hook; for any
+other pipeline, rewrite the prompts with `Tore.rewrite` (and add `ToreLayoutCallback` for the sampling-time
+variant), or make it a spatial pipeline with `SpatialLoRAPipeline.from_pipe(pipe, tore=tore)`: the pipeline object
+itself is never modified.
 
 Examples:
 
 ```py
->>> from diffusers_spatial.tore import Tore
->>> from diffusers_spatial.utils import make_tiny_sd
->>> pipe = make_tiny_sd()
->>> tore = Tore(success_rates={"left_of": 0.31, "right_of": 0.62})
->>> pipe = tore.attach(pipe)  # returns the same object
->>> out = pipe(["a cat to the left of a dog", "a red car"], num_inference_steps=2, height=32, width=32)
->>> out.prompts_used
-['a dog to the right of a cat', 'a red car']
->>> pipe = tore.detach(pipe)
+>>> from diffusers_spatial.tore import Tore, ToreHook
+>>> hook = ToreHook(Tore(success_rates={"left_of": 0.31, "right_of": 0.62}))
+>>> _, kwargs = hook.pre_call(None, (), {"prompt": ["a cat to the left of a dog", "a red car"]})
+>>> kwargs["prompt"], hook.last_prompts_used == kwargs["prompt"]
+(['a dog to the right of a cat', 'a red car'], True)
 
 ```
 """
@@ -38,21 +32,10 @@ from .core import Tore, ToreDecision
 
 logger = logging.get_logger(__name__)
 
-__all__ = [
-    "PROMPT_ARGUMENTS",
-    "ToreHook",
-    "attach",
-    "detach",
-    "get_hook",
-    "prompt_argument",
-    "record_prompts",
-    "rewrite_call_arguments",
-]
+__all__ = ["PROMPT_ARGUMENTS", "ToreHook", "prompt_argument", "rewrite_call_arguments"]
 
 # Text arguments of diffusers text-to-image pipelines that carry the prompt (SDXL / SD3 / Flux add encoders).
 PROMPT_ARGUMENTS = ("prompt", "prompt_2", "prompt_3")
-_HOOK_ATTRIBUTE = "_diffusers_spatial_tore_hook"
-_HOOKED_CLASSES: dict[type, type] = {}
 
 ToreMode = Literal["rewrite", "layout"]
 
@@ -65,7 +48,7 @@ def _positional_indices(call) -> dict[str, int]:
 
 
 def _positional_index(call, name: str) -> int | None:
-    return _positional_indices(call).get(name)
+    return None if call is None else _positional_indices(call).get(name)
 
 
 def rewrite_call_arguments(
@@ -145,8 +128,8 @@ class ToreHook:
 
     def pre_call(self, pipe, args: tuple, kwargs: dict[str, Any], call=None) -> tuple[tuple, dict[str, Any]]:
         """Rewrite the call's prompt arguments (and, in "layout" mode, add the callback); `call` is the unbound
-        `__call__` whose signature places the positional arguments (default: the pipeline's original class's)."""
-        call = call or _original_class(pipe).__call__
+        `__call__` whose signature places the positional arguments (default: the pipeline class's)."""
+        call = call or (type(pipe).__call__ if callable(pipe) else None)
         new_args, new_kwargs, decisions = rewrite_call_arguments(self.tore, call, args, kwargs)
         main = decisions.get("prompt")
         self.last_decisions = main
@@ -165,10 +148,6 @@ class ToreHook:
         )
         return new_args, compose_step_end_callbacks(callback, new_kwargs)
 
-    def post_call(self, pipe, output):
-        """Put `prompts_used` and `tore_decisions` on the output (when it is an output object, not a tuple)."""
-        return record_prompts(output, self.last_prompts_used, self.last_decisions)
-
 
 def prompt_argument(call, args: tuple, kwargs: dict[str, Any], name: str = "prompt"):
     """The value of the prompt argument `name` in a call's `(args, kwargs)`, or None when not given."""
@@ -176,81 +155,3 @@ def prompt_argument(call, args: tuple, kwargs: dict[str, Any], name: str = "prom
     if index is not None and index < len(args):
         return args[index]
     return kwargs.get(name)
-
-
-def record_prompts(output, prompts_used: list[str] | None, decisions: list[ToreDecision] | None):
-    """Attach `prompts_used` / `tore_decisions` to a pipeline output; returns the output."""
-    # diffusers outputs are dataclasses: extra attributes do not change `to_tuple()` or the keys.
-    if output is not None and not isinstance(output, tuple):
-        try:
-            output.prompts_used = prompts_used
-            output.tore_decisions = decisions
-        except AttributeError:
-            pass
-    return output
-
-
-def _original_class(pipe) -> type:
-    return getattr(type(pipe), "_tore_original_class", type(pipe))
-
-
-def _hooked_class(cls: type) -> type:
-    if cls not in _HOOKED_CLASSES:
-
-        @functools.wraps(cls.__call__)
-        def __call__(self, *args, **kwargs):
-            hook = self.__dict__.get(_HOOK_ATTRIBUTE)
-            if hook is None:
-                return cls.__call__(self, *args, **kwargs)
-            args, kwargs = hook.pre_call(self, args, kwargs)
-            return hook.post_call(self, cls.__call__(self, *args, **kwargs))
-
-        namespace = {"__call__": __call__, "__module__": cls.__module__, "__qualname__": cls.__qualname__}
-        namespace.update(__doc__=cls.__doc__, _tore_original_class=cls)
-        _HOOKED_CLASSES[cls] = type(cls.__name__, (cls,), namespace)
-    return _HOOKED_CLASSES[cls]
-
-
-def get_hook(pipe) -> ToreHook | None:
-    """The `ToreHook` attached to `pipe`, or None."""
-    return getattr(pipe, "__dict__", {}).get(_HOOK_ATTRIBUTE)
-
-
-def attach(
-    pipe,
-    tore: Tore,
-    mode: ToreMode = "rewrite",
-    cutoff_step_ratio: float | None = None,
-    cutoff_step_index: int | None = None,
-):
-    """Make `pipe` rewrite its prompts with `tore` on every call; returns `pipe`.
-
-    Idempotent: attaching again replaces the rule and mode, never stacks two hooks. A `SpatialLoRAPipeline` takes
-    the rule through its own `set_tore` instead (it applies TORE itself). Each call's output gets `prompts_used`
-    and `tore_decisions` (also on `get_hook(pipe).last_prompts_used` when `return_dict=False`).
-
-    Raises:
-        TypeError: if `pipe` is not callable or `tore` is not a `Tore`.
-        ValueError: for an unknown mode, or "layout" on a pipeline that cannot take the callback.
-    """
-    if hasattr(type(pipe), "set_tore"):
-        pipe.set_tore(tore, mode=mode, cutoff_step_ratio=cutoff_step_ratio, cutoff_step_index=cutoff_step_index)
-        return pipe
-    if not callable(pipe) or not hasattr(pipe, "__dict__"):
-        raise TypeError(f"TORE attaches to diffusers pipelines; got {type(pipe).__name__}")
-    hook = ToreHook(tore, mode, cutoff_step_ratio, cutoff_step_index)
-    if mode == "layout":
-        check_layout_support(pipe)
-    pipe.__class__ = _hooked_class(_original_class(pipe))
-    pipe.__dict__[_HOOK_ATTRIBUTE] = hook
-    return pipe
-
-
-def detach(pipe):
-    """Remove TORE from `pipe` (a no-op when none is attached); returns `pipe`."""
-    if hasattr(type(pipe), "set_tore"):
-        pipe.set_tore(None)
-        return pipe
-    pipe.__dict__.pop(_HOOK_ATTRIBUTE, None)
-    pipe.__class__ = _original_class(pipe)
-    return pipe
