@@ -8,24 +8,20 @@ from setuptools import find_packages, setup
 from setuptools.command.build_py import build_py
 
 # The `evaluate` module's source of truth is metrics/spatial_consistency (an evaluate module / HF Space layout);
-# wheels carry a copy inside the package, and a start-up hook (.pth) seeds evaluate's module cache so that
-# `evaluate.load("spatial_consistency")` resolves offline from any directory (see diffusers_spatial/metric).
+# wheels carry a copy inside the package. `import diffusers_spatial` seeds evaluate's module cache from it, so that
+# `evaluate.load("spatial_consistency")` then resolves offline from any directory (see diffusers_spatial/metric).
 METRIC_MODULE_SOURCE = "metrics/spatial_consistency"
 METRIC_MODULE_TARGET = "diffusers_spatial/metric/evaluate_module"
-METRIC_HOOK = "src/diffusers_spatial/metric/diffusers_spatial_metric.pth"
 
 
 class BuildPy(build_py):
     def run(self):
         super().run()
-        if self.editable_mode:  # the module is read from the checkout; only the hook goes to the wheel's root
-            root = self.get_finalized_command("install").install_lib
-        else:
-            root = self.build_lib
-            target = os.path.join(self.build_lib, METRIC_MODULE_TARGET)
-            shutil.rmtree(target, ignore_errors=True)
-            shutil.copytree(METRIC_MODULE_SOURCE, target, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
-        self.copy_file(METRIC_HOOK, os.path.join(root, os.path.basename(METRIC_HOOK)))
+        if self.editable_mode:  # the module is read from the checkout
+            return
+        target = os.path.join(self.build_lib, METRIC_MODULE_TARGET)
+        shutil.rmtree(target, ignore_errors=True)
+        shutil.copytree(METRIC_MODULE_SOURCE, target, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
 
 
 # Ranges admit the versions in constraints.txt, which is what CI and the README install.
@@ -62,7 +58,7 @@ setup(
     package_dir={"": "src"},
     packages=find_packages("src"),
     include_package_data=True,
-    package_data={"diffusers_spatial": ["assets/*", "assets/world-base/*", "assets/world-base/*/*"]},
+    package_data={"diffusers_spatial": ["py.typed", "assets/*", "assets/world-base/*", "assets/world-base/*/*"]},
     cmdclass={"build_py": BuildPy},
     python_requires=">=3.10",
     install_requires=INSTALL_REQUIRES,

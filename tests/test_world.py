@@ -295,11 +295,12 @@ def test_the_evaluate_metric_judges_the_world_with_its_perception():
 
     metric = evaluate.load(module_path())
     samples = [world_sample(WorldConfig(), VERIFIED, 3, i) for i in range(8)]
-    report = metric.compute(
+    results = metric.compute(
         predictions=[Image.fromarray(s.image) for s in samples],
         references=[s.caption.text for s in samples],
         detector="world",
-        progress=False,
     )
+    assert results["esplora_accuracy"] == 1.0 and results["visor_uncond"] == 100.0
+    report = results["report"]
     assert report["settings"]["detector"] == "world"
     assert report["summary"]["esplora"]["accuracy"] == 1.0 and report["summary"]["visor"]["VISOR_uncond"] == 100.0

@@ -39,8 +39,7 @@ def predict(image_paths, prompts_text, protocols=None, detector="embedded"):
             references=prompts,
             protocols=list(protocols) if protocols else None,
             detector=detector or "embedded",
-            progress=False,
-        )
+        )["report"]
     except ValueError as e:
         return f"**Error:** {e}", []
     plots = plot_report(report, tempfile.mkdtemp(prefix="spatial_consistency_"))

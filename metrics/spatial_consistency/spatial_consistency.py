@@ -27,6 +27,7 @@ from diffusers_spatial.metric import (
     EvaluationConfig,
     evaluate_detections,
     evaluate_images,
+    headline_scores,
 )
 
 _DESCRIPTION = """
@@ -69,10 +70,14 @@ Args:
     prompt_ids (`list` of `str`, optional): the prompt each image belongs to (default: the prompt text).
     protocol_options (`dict`, optional): per-protocol scoring options, e.g. `{"visor": {"score_threshold": 0.1}}`.
     detector_options (`dict`, optional): options of the detector, e.g. `{"score_threshold": 0.3}`.
-    progress (`bool`, optional): show a progress bar. Default True.
+    progress (`bool`, optional): show a progress bar. Default False (as evaluate's other metrics).
 
 Returns:
-    A report dict (the same as the `report.json` of `diffusers-spatial evaluate`):
+    Flat headline scores, one float per protocol figure (NaN where a protocol could not compute it), named
+    `<protocol>_<figure>`: `visor_oa`, `visor_cond`, `visor_uncond`, `visor_1` .. `visor_4`, `t2i_compbench_2d_score`,
+    `t2i_compbench_3d_score`, `geneval_accuracy`, `geneval_prompt_accuracy`, `esplora_accuracy`,
+    `esplora_determined_accuracy`, `esplora_coverage`, `esplora_hedging_rate` (those of the protocols asked for),
+    and under `report` the full report (the same as the `report.json` of `diffusers-spatial evaluate`):
     summary (`dict`): each protocol's headline figures, side by side;
     protocols (`dict`): per protocol, its benchmark figures, per-relation and per-order accuracy, counterfactual
         consistency, object accuracy, undetermined count and reasons, the confusion of expected vs detected
@@ -82,15 +87,16 @@ Returns:
 
 Examples:
 
+    >>> import diffusers_spatial  # makes the bare name resolve offline
     >>> import evaluate
     >>> metric = evaluate.load("spatial_consistency")
     >>> detections = [
     ...     {"detections": [{"label": "dog", "score": 0.9, "box": [10, 40, 60, 90]},
     ...                     {"label": "bench", "score": 0.8, "box": [120, 30, 200, 100]}], "image_size": [256, 128]},
     ... ]
-    >>> report = metric.compute(predictions=detections, references=["a dog to the left of a bench"], protocols="visor")
-    >>> report["summary"]["visor"]["visor_uncond"]
-    100.0
+    >>> results = metric.compute(predictions=detections, references=["a dog to the left of a bench"], protocols="visor")
+    >>> results["visor_uncond"], results["report"]["counts"]["images"]
+    (100.0, 1)
 """
 
 _CITATION = """\
@@ -183,7 +189,7 @@ class SpatialConsistency(evaluate.Metric):
         prompt_ids=None,
         protocol_options=None,
         detector_options=None,
-        progress=True,
+        progress=False,
     ):
         if protocols is None and self.config_name != "default":
             protocols = [self.config_name]
@@ -199,15 +205,17 @@ class SpatialConsistency(evaluate.Metric):
         )
         common = {"config": config, "prompt_ids": prompt_ids, "progress": progress}
         if len(predictions) and isinstance(predictions[0], dict) and "detections" in predictions[0]:
-            return evaluate_detections(
+            report = evaluate_detections(
                 [p["detections"] for p in predictions],
                 references,
                 image_sizes=[p.get("image_size") for p in predictions],
                 depth=depth,
                 **common,
             )
+            return {**headline_scores(report), "report": report}
         if depth is not None:
             raise ValueError("depth maps can only accompany precomputed detections; with images pass depth_model")
         # Undecoded images: {"path": ..., "bytes": ...}; bytes when the image was given in memory.
         images = [p["bytes"] if p.get("bytes") is not None else p["path"] for p in predictions]
-        return evaluate_images(images, references, **common)
+        report = evaluate_images(images, references, **common)
+        return {**headline_scores(report), "report": report}

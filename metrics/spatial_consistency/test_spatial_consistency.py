@@ -32,7 +32,10 @@ def test_precomputed_detections_exact_figures(metric):
         {"detections": [BENCH], "image_size": [256, 128]},  # no dog
     ]
     prompts = ["a dog to the left of a bench"] * 3
-    report = metric.compute(predictions=predictions, references=prompts, protocols="visor,geneval", progress=False)
+    results = metric.compute(predictions=predictions, references=prompts, protocols="visor,geneval")
+    report = results["report"]
+    assert results["visor_oa"] == pytest.approx(200 / 3) and results["geneval_accuracy"] == pytest.approx(1 / 3)
+    assert all(isinstance(v, float) for k, v in results.items() if k != "report")
     visor = report["summary"]["visor"]
     assert visor["OA"] == pytest.approx(200 / 3)
     assert visor["VISOR_cond"] == pytest.approx(50.0)
@@ -46,8 +49,7 @@ def test_configuration_name_selects_one_protocol():
     report = evaluate.load(HERE, "geneval").compute(
         predictions=[{"detections": [DOG, BENCH], "image_size": [256, 128]}],
         references=["a dog left of a bench"],
-        progress=False,
-    )
+    )["report"]
     assert list(report["summary"]) == ["geneval"] and report["summary"]["geneval"]["accuracy"] == 1.0
 
 

@@ -32,10 +32,10 @@ if TYPE_CHECKING:
     from .evaluation import evaluate_detections, evaluate_images, evaluate_items, score_records
     from .inputs import EvaluationItem, PromptRecord, collect_items, list_images, prompt_from_file_name, read_prompts
     from .plots import plot_report
-    from .report import REPORT_VERSION, build_report, render_markdown, write_report
+    from .report import REPORT_VERSION, build_report, headline_scores, render_markdown, write_report
     from .results import ResultsStore, check_run_settings, read_results
 
-# Importing this package stays light (the start-up hook and `import diffusers_spatial` use `_registration`); the
+# Importing this package stays light (`import diffusers_spatial` uses `_registration`); the
 # rest loads on first access.
 _LAZY = {
     "PROTOCOLS": "config",
@@ -53,6 +53,7 @@ _LAZY = {
     "plot_report": "plots",
     "REPORT_VERSION": "report",
     "build_report": "report",
+    "headline_scores": "report",
     "render_markdown": "report",
     "write_report": "report",
     "ResultsStore": "results",
@@ -74,6 +75,7 @@ __all__ = [
     "evaluate_detections",
     "evaluate_images",
     "evaluate_items",
+    "headline_scores",
     "list_images",
     "module_path",
     "plot_report",

@@ -5,16 +5,19 @@ cache entry `evaluate_modules/metrics/evaluate-metric--name/<hash>/name.py` unde
 newest hash by modification time). This module writes that cache entry from the copy of the metric shipped with
 the package, exactly as `evaluate.loading._create_importable_file` lays it out, so the third step finds it.
 
-It uses the standard library only and imports nothing from the package, because it also runs from the
-`diffusers_spatial_metric.pth` start-up hook: importing `evaluate` (and with it `datasets`) there would cost
-seconds on every interpreter start and freeze their environment-variable configuration before user code runs.
-Set `DIFFUSERS_SPATIAL_NO_METRIC_HOOK=1` to switch the registration off.
+It runs when `diffusers_spatial` is imported (never at interpreter start), with the standard library only: importing
+`evaluate` (and with it `datasets`) there would cost seconds and freeze their environment-variable configuration
+before user code runs. evaluate then announces, on every load, that it uses "the latest cached version ... since it
+couldn't be found ... on the Hugging Face Hub": for this module that is the intended path, not a failure, so that
+one line is filtered out of evaluate's log (nothing else). Set `DIFFUSERS_SPATIAL_NO_METRIC_HOOK=1` to switch the
+registration off.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 import re
 import shutil
@@ -94,7 +97,7 @@ def register_evaluate_module(modules_cache: str | os.PathLike | None = None, *, 
 
     Args:
         modules_cache: HF_MODULES_CACHE to seed; default: the one `evaluate` will use (environment variables).
-        quiet: swallow every error and return None (the start-up hook must never break an interpreter).
+        quiet: swallow every error and return None (`import diffusers_spatial` must never fail on a cache folder).
 
     Returns:
         The seeded `<hash>/spatial_consistency.py` file, or None if disabled (or failed with `quiet=True`).
@@ -102,11 +105,29 @@ def register_evaluate_module(modules_cache: str | os.PathLike | None = None, *, 
     if os.environ.get(DISABLE_ENV, "").strip().lower() not in ("", "0", "false", "no", "off"):
         return None
     try:
-        return _register(modules_cache)
+        target = _register(modules_cache)
+        _install_log_filter()
+        return target
     except Exception:
         if quiet:
             return None
         raise
+
+
+class _CachedModuleNotice(logging.Filter):
+    """Drops evaluate's "Using the latest cached version of the module" line for this metric only."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        return not (
+            message.startswith("Using the latest cached version of the module") and CACHE_ENTRY_NAME in message
+        )
+
+
+def _install_log_filter() -> None:
+    logger = logging.getLogger("evaluate.loading")
+    if not any(isinstance(f, _CachedModuleNotice) for f in logger.filters):
+        logger.addFilter(_CachedModuleNotice())
 
 
 def _register(modules_cache: str | os.PathLike | None) -> Path:

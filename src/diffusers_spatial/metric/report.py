@@ -34,7 +34,7 @@ from ..relations import RELATIONS
 from ..utils.atomic import atomic_write_text
 from .config import EvaluationConfig
 
-__all__ = ["REPORT_VERSION", "build_report", "render_markdown", "write_report"]
+__all__ = ["REPORT_VERSION", "build_report", "headline_scores", "render_markdown", "write_report"]
 
 REPORT_VERSION = 1
 # `aggregate` keys that are not the protocol's own benchmark figures.
@@ -107,6 +107,36 @@ def _protocol_section(protocol: str, records: Sequence[Mapping]) -> tuple[dict, 
     section["undetermined_reasons"] = dict(reasons.most_common())
     section["confusion"] = _confusion(scored, protocol)
     return figures, section
+
+
+def headline_scores(report: Mapping[str, Any]) -> dict[str, float]:
+    """The report's headline figures as one flat `{name: float}` dict (what `evaluate`'s `compute` returns on top).
+
+    Names are `<protocol>_<figure>` in lower case (VISOR's own prefix not repeated: `visor_uncond`, `visor_oa`);
+    counts are left out; a figure a protocol could not compute (None, e.g. T2I-CompBench 3D without depth) is NaN,
+    so every name is always there and always a float.
+
+    Examples:
+
+    ```py
+    >>> headline_scores({"summary": {"visor": {"OA": 50.0, "VISOR_uncond": 25.0, "n_images": 4},
+    ...                              "t2i_compbench_3d": {"score": None, "n_images": 0}}})
+    {'visor_oa': 50.0, 'visor_uncond': 25.0, 't2i_compbench_3d_score': nan}
+
+    ```
+    """
+    scores: dict[str, float] = {}
+    for protocol, figures in report["summary"].items():
+        for figure, value in figures.items():
+            if figure in _COUNT_FIGURES:
+                continue
+            name = figure.lower().removeprefix(f"{protocol}_")
+            scores[f"{protocol}_{name}"] = float("nan") if value is None else float(value)
+    return scores
+
+
+# Figures of the summary that count images rather than score them.
+_COUNT_FIGURES = frozenset({"n_images", "undetermined", "low_confidence"})
 
 
 def build_report(

@@ -1,5 +1,6 @@
 """Pipelines: `SpatialLoRAPipeline` (spatial LoRA fused into an SD 1.x / 2.x / SDXL pipeline, plus TORE)."""
 
+from .pipeline_output import SpatialLoRAPipelineOutput
 from .spatial_lora import (
     LORA_WEIGHT_NAME,
     SPATIAL_ADAPTER_NAME,
@@ -20,6 +21,7 @@ __all__ = [
     "LoRAMismatchError",
     "SpatialLoRAConfig",
     "SpatialLoRAPipeline",
+    "SpatialLoRAPipelineOutput",
     "SpatialLoRAStableDiffusionPipeline",
     "SpatialLoRAStableDiffusionXLPipeline",
     "check_lora_fits",

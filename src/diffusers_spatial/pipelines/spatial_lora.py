@@ -902,6 +902,15 @@ class SpatialLoRAPipeline:
         )
 
 
+def _without_examples(doc: str) -> str:
+    """A diffusers `__call__` docstring without its `Examples:` section (ours replaces it; theirs needs the Hub)."""
+    start = doc.find("Examples:")
+    if start < 0:
+        return doc
+    end = doc.find("Returns:", start)
+    return doc[:start] + (doc[end:] if end >= 0 else "")
+
+
 def _spatial_call(base: type):
     """The `__call__` of the spatial family of `base`: the base's parameters (visible to `inspect` and `help`),
     plus `use_tore`; the body is `SpatialLoRAPipeline._generate`."""
@@ -930,7 +939,7 @@ def _spatial_call(base: type):
         "`tore_decisions`), or that tuple with `return_dict=False`.\n"
         + EXAMPLE_DOC_STRING
         + f"\n    Arguments of `{base.__name__}.__call__`:\n"
-        + (base.__call__.__doc__ or "")
+        + _without_examples(base.__call__.__doc__ or "")
     )
     return __call__
 
