@@ -28,11 +28,11 @@ import os
 import re
 import tempfile
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, fields
 from typing import Any
 
 import torch
 from diffusers import DiffusionPipeline, StableDiffusionPipeline, StableDiffusionXLPipeline
+from diffusers.configuration_utils import ConfigMixin
 from diffusers.utils import convert_state_dict_to_peft, convert_unet_state_dict_to_peft, logging
 
 from ..tore import Tore
@@ -73,9 +73,11 @@ class LoRAMismatchError(ValueError):
     """A LoRA that does not fit the base pipeline (another architecture, or another layer / rank layout)."""
 
 
-@dataclass
-class SpatialLoRAConfig:
+class SpatialLoRAConfig(ConfigMixin):
     """What a saved `SpatialLoRAPipeline` folder records besides the diffusers components (`spatial_lora_config.json`).
+
+    A diffusers `ConfigMixin`, as `Tore` is: `save_config(folder)` / `from_config(SpatialLoRAConfig.load_config(
+    folder))`, values read through `.config`; `update(...)` changes them (validated).
 
     Args:
         base_pipeline_class: the diffusers class of the base ("StableDiffusionPipeline", "StableDiffusionXLPipeline").
@@ -86,34 +88,47 @@ class SpatialLoRAConfig:
         fuse: whether the LoRA is fused into the weights on loading.
         tore_mode: "rewrite" or "layout" (see `diffusers_spatial.tore.ToreHook`).
         tore_cutoff_step_ratio, tore_cutoff_step_index: the "layout" mode's switch point.
+
+    Examples:
+
+    ```py
+    >>> config = SpatialLoRAConfig("StableDiffusionPipeline", lora_scale=0.8)
+    >>> config.update(fuse=False)
+    >>> config.config.lora_scale, config.config.fuse
+    (0.8, False)
+
+    ```
     """
 
-    base_pipeline_class: str
-    base_model: str | None = None
-    lora_weight_name: str | None = None
-    lora_source: str | None = None
-    lora_scale: float = 1.0
-    fuse: bool = True
-    tore_mode: str = "rewrite"
-    tore_cutoff_step_ratio: float | None = None
-    tore_cutoff_step_index: int | None = None
+    config_name = SPATIAL_LORA_CONFIG_NAME
 
-    def __post_init__(self):
-        self.lora_scale = _check_scale(self.lora_scale)
-        if self.tore_mode not in ("rewrite", "layout"):
-            raise ValueError(f"tore_mode must be 'rewrite' or 'layout', got {self.tore_mode!r}")
+    def __init__(
+        self,
+        base_pipeline_class: str,
+        base_model: str | None = None,
+        lora_weight_name: str | None = None,
+        lora_source: str | None = None,
+        lora_scale: float = 1.0,
+        fuse: bool = True,
+        tore_mode: str = "rewrite",
+        tore_cutoff_step_ratio: float | None = None,
+        tore_cutoff_step_index: int | None = None,
+    ):
+        super().__init__()
+        self.update(**{k: v for k, v in locals().items() if k not in ("self", "__class__")})
 
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> SpatialLoRAConfig:
-        known = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in data.items() if k in known})
-
-    def to_json_file(self, path: str | os.PathLike) -> None:
-        from .. import __version__
-
-        with open(path, "w", encoding="utf-8") as f:
-            json.dump({"_diffusers_spatial_version": __version__, **asdict(self)}, f, indent=2, sort_keys=True)
-            f.write("\n")
+    def update(self, **changes: Any) -> None:
+        """Change settings, validated; unknown names are refused."""
+        unknown = sorted(set(changes) - set(inspect.signature(type(self).__init__).parameters) - {"self"})
+        if unknown:
+            raise TypeError(f"SpatialLoRAConfig has no setting(s) {unknown}")
+        if "lora_scale" in changes:
+            changes["lora_scale"] = _check_scale(changes["lora_scale"])
+        if "fuse" in changes:
+            changes["fuse"] = bool(changes["fuse"])
+        if changes.get("tore_mode", "rewrite") not in ("rewrite", "layout"):
+            raise ValueError(f"tore_mode must be 'rewrite' or 'layout', got {changes['tore_mode']!r}")
+        self.register_to_config(**changes)
 
 
 def _check_local_path(path: Any, what: str) -> None:
@@ -266,7 +281,8 @@ def _describe_base(pipe) -> str:
     unet = pipe.unet.config
     family = "SDXL" if getattr(unet, "addition_embed_type", None) == "text_time" else "SD 1.x/2.x"
     config = getattr(pipe, "_spatial_config", None)
-    where = f"{config.base_model!r} " if config is not None and config.base_model else ""
+    base_model = None if config is None else config.config.base_model
+    where = f"{base_model!r} " if base_model else ""
     cls = getattr(pipe, "_base_pipeline_class", type(pipe)).__name__
     return (
         f"{where}({cls}, {family}; UNet cross_attention_dim={unet.cross_attention_dim}, "
@@ -448,7 +464,7 @@ class SpatialLoRAPipeline:
         hub_kwargs = {k: v for k, v in kwargs.items() if k in _HUB_KWARGS}
         index = DiffusionPipeline.load_config(base, **hub_kwargs)
         saved = _read_json(base, SPATIAL_LORA_CONFIG_NAME, hub_kwargs)
-        saved = SpatialLoRAConfig.from_dict(saved) if saved is not None else None
+        saved = SpatialLoRAConfig.from_config(saved) if saved is not None else None
         family = _family_for(index.get("_class_name"), saved, base)
         if cls is not SpatialLoRAPipeline and not issubclass(family, cls):
             raise ValueError(
@@ -458,21 +474,21 @@ class SpatialLoRAPipeline:
         # Weights from safetensors only: a base that ships only pickled .bin files is refused, never unpickled.
         kwargs.setdefault("use_safetensors", True)
         pipe = super(SpatialLoRAPipeline, family).from_pretrained(base, **kwargs)
-        config = saved or SpatialLoRAConfig(base_pipeline_class=family._base_pipeline_class.__name__)
-        config.base_model = config.base_model if saved else os.fspath(base)
+        config = saved or SpatialLoRAConfig(family._base_pipeline_class.__name__, base_model=os.fspath(base))
         pipe._spatial_config = config
+        settings = config.config
 
-        if spatial_lora is None and saved is not None and saved.lora_weight_name:
-            spatial_lora, weight_name = base, weight_name or saved.lora_weight_name
+        if spatial_lora is None and saved is not None and saved.config.lora_weight_name:
+            spatial_lora, weight_name = base, weight_name or saved.config.lora_weight_name
         if tore is None and saved is not None:
             tore = _read_json(base, TORE_CONFIG_NAME, hub_kwargs) is not None and base
         pipe._add_spatial_parts(
             spatial_lora=spatial_lora,
-            lora_scale=config.lora_scale if lora_scale is None else lora_scale,
-            fuse=config.fuse if fuse is None else fuse,
+            lora_scale=settings.lora_scale if lora_scale is None else lora_scale,
+            fuse=settings.fuse if fuse is None else fuse,
             weight_name=weight_name,
             tore=tore,
-            tore_mode=tore_mode or config.tore_mode,
+            tore_mode=tore_mode or settings.tore_mode,
             hub_kwargs=hub_kwargs,
         )
         return pipe
@@ -516,8 +532,9 @@ class SpatialLoRAPipeline:
         if cls is not SpatialLoRAPipeline and not issubclass(family, cls):
             raise ValueError(f"a {name} cannot become a {cls.__name__}")
         pipe = DiffusionPipeline.from_pipe.__func__(family, pipeline, **kwargs)
-        pipe._spatial_config = SpatialLoRAConfig(base_pipeline_class=family._base_pipeline_class.__name__)
-        pipe._spatial_config.base_model = getattr(pipeline.config, "_name_or_path", None)
+        pipe._spatial_config = SpatialLoRAConfig(
+            family._base_pipeline_class.__name__, base_model=getattr(pipeline.config, "_name_or_path", None)
+        )
         pipe._add_spatial_parts(
             spatial_lora=spatial_lora,
             lora_scale=lora_scale,
@@ -535,12 +552,12 @@ class SpatialLoRAPipeline:
                 spatial_lora, lora_scale=lora_scale, fuse=fuse, weight_name=weight_name, **hub_kwargs
             )
         if tore:
-            config = self._spatial_config
+            settings = self.spatial_config.config
             self.set_tore(
                 tore,
                 mode=tore_mode,
-                cutoff_step_ratio=config.tore_cutoff_step_ratio,
-                cutoff_step_index=config.tore_cutoff_step_index,
+                cutoff_step_ratio=settings.tore_cutoff_step_ratio,
+                cutoff_step_index=settings.tore_cutoff_step_index,
             )
 
     def load_spatial_lora(
@@ -573,13 +590,22 @@ class SpatialLoRAPipeline:
         check_lora_fits(self, converted, name)
 
         self._spatial_lora_tensors, self._spatial_lora_metadata = tensors, metadata
-        config = self._spatial_config or SpatialLoRAConfig(base_pipeline_class=self._base_pipeline_class.__name__)
-        config.lora_weight_name, config.lora_scale, config.fuse = LORA_WEIGHT_NAME, lora_scale, bool(fuse)
-        config.lora_source = os.fspath(spatial_lora) if isinstance(spatial_lora, (str, os.PathLike)) else "state dict"
-        self._spatial_config = config
+        self.spatial_config.update(
+            lora_weight_name=LORA_WEIGHT_NAME,
+            lora_scale=lora_scale,
+            fuse=fuse,
+            lora_source=os.fspath(spatial_lora) if isinstance(spatial_lora, (str, os.PathLike)) else "state dict",
+        )
         self._install_spatial_lora("fused" if fuse else "active")
 
     # -- LoRA controls -------------------------------------------------------------------------------------------
+
+    @property
+    def spatial_config(self) -> SpatialLoRAConfig:
+        """The pipeline's spatial settings (what `save_pretrained` writes to `spatial_lora_config.json`)."""
+        if self._spatial_config is None:
+            self._spatial_config = SpatialLoRAConfig(self._base_pipeline_class.__name__)
+        return self._spatial_config
 
     @property
     def has_spatial_lora(self) -> bool:
@@ -587,7 +613,7 @@ class SpatialLoRAPipeline:
 
     @property
     def spatial_lora_scale(self) -> float | None:
-        return self._spatial_config.lora_scale if self.has_spatial_lora else None
+        return self.spatial_config.config.lora_scale if self.has_spatial_lora else None
 
     @property
     def spatial_lora_fused(self) -> bool:
@@ -617,7 +643,7 @@ class SpatialLoRAPipeline:
 
     def _install_spatial_lora(self, state: str) -> None:
         """From the bare base weights, apply the LoRA as `state` ("fused", "active" or "disabled")."""
-        scale = self._spatial_config.lora_scale
+        scale = self.spatial_config.config.lora_scale
         self._load_spatial_adapter()
         if state == "fused":
             # fuse_lora multiplies the adapter's own weight by lora_scale: reset it to 1 first.
@@ -639,7 +665,7 @@ class SpatialLoRAPipeline:
             else:  # fused and unwrapped: fuse the same LoRA at the opposite scale (what peft's unfuse computes)
                 self._load_spatial_adapter()
                 self.set_adapters([SPATIAL_ADAPTER_NAME], [1.0])
-                self.fuse_lora(lora_scale=-self._spatial_config.lora_scale, adapter_names=[SPATIAL_ADAPTER_NAME])
+                self.fuse_lora(lora_scale=-self.spatial_config.config.lora_scale, adapter_names=[SPATIAL_ADAPTER_NAME])
         self._drop_spatial_layers()
         self._spatial_lora_state = None
 
@@ -653,19 +679,19 @@ class SpatialLoRAPipeline:
         lora_scale = _check_scale(lora_scale)
         state = self._spatial_lora_state
         self._remove_spatial_lora()
-        self._spatial_config.lora_scale = lora_scale
+        self.spatial_config.update(lora_scale=lora_scale)
         self._install_spatial_lora(state)
 
     def fuse_spatial_lora(self) -> None:
         """Fuse the LoRA into the weights and drop its layers (no per-image cost)."""
         self._require_lora()
-        self._spatial_config.fuse = True
+        self.spatial_config.update(fuse=True)
         self._set_spatial_lora_state("fused")
 
     def unfuse_spatial_lora(self) -> None:
         """Keep the LoRA as separate layers (scale changes are then free, each image costs a little more)."""
         self._require_lora()
-        self._spatial_config.fuse = False
+        self.spatial_config.update(fuse=False)
         self._set_spatial_lora_state("active")
 
     def disable_spatial_lora(self) -> None:
@@ -676,14 +702,14 @@ class SpatialLoRAPipeline:
     def enable_spatial_lora(self) -> None:
         """Undo `disable_spatial_lora` (re-fusing if the LoRA was fused)."""
         self._require_lora()
-        self._set_spatial_lora_state("fused" if self._spatial_config.fuse else "active")
+        self._set_spatial_lora_state("fused" if self.spatial_config.config.fuse else "active")
 
     def unload_spatial_lora(self) -> None:
         """Remove the LoRA and restore the base weights."""
         self._require_lora()
         self._remove_spatial_lora()
         self._spatial_lora_tensors = self._spatial_lora_metadata = None
-        self._spatial_config.lora_weight_name = self._spatial_config.lora_source = None
+        self.spatial_config.update(lora_weight_name=None, lora_source=None)
 
     # -- TORE ----------------------------------------------------------------------------------------------------
 
@@ -706,10 +732,9 @@ class SpatialLoRAPipeline:
             tore = Tore.from_pretrained(tore)
         self._tore_hook = ToreHook(tore, mode, cutoff_step_ratio, cutoff_step_index)
         self._tore = tore
-        config = self._spatial_config or SpatialLoRAConfig(base_pipeline_class=self._base_pipeline_class.__name__)
-        config.tore_mode, config.tore_cutoff_step_ratio = mode, cutoff_step_ratio
-        config.tore_cutoff_step_index = cutoff_step_index
-        self._spatial_config = config
+        self.spatial_config.update(
+            tore_mode=mode, tore_cutoff_step_ratio=cutoff_step_ratio, tore_cutoff_step_index=cutoff_step_index
+        )
 
     # -- generation ----------------------------------------------------------------------------------------------
 
@@ -796,10 +821,11 @@ class SpatialLoRAPipeline:
         with open(index_path, "w", encoding="utf-8") as f:
             json.dump(index, f, indent=2, sort_keys=True)
             f.write("\n")
-        config = self._spatial_config or SpatialLoRAConfig(base_pipeline_class=self._base_pipeline_class.__name__)
-        config.base_pipeline_class = self._base_pipeline_class.__name__
-        config.lora_weight_name = LORA_WEIGHT_NAME if self.has_spatial_lora else None
-        config.to_json_file(os.path.join(save_directory, SPATIAL_LORA_CONFIG_NAME))
+        self.spatial_config.update(
+            base_pipeline_class=self._base_pipeline_class.__name__,
+            lora_weight_name=LORA_WEIGHT_NAME if self.has_spatial_lora else None,
+        )
+        self.spatial_config.save_config(save_directory)
         tore_path = os.path.join(save_directory, TORE_CONFIG_NAME)
         if self._tore is not None:
             self._tore.save_pretrained(save_directory)
@@ -813,7 +839,7 @@ class SpatialLoRAPipeline:
         """A Hub model card (`huggingface_hub.ModelCard`) describing the base, the LoRA and TORE."""
         from huggingface_hub import ModelCard, ModelCardData
 
-        config = self._spatial_config or SpatialLoRAConfig(base_pipeline_class=self._base_pipeline_class.__name__)
+        config = self.spatial_config.config
         base = config.base_model
         is_hub_id = bool(base) and not os.path.exists(base) and re.fullmatch(r"[\w.-]+/[\w.-]+", base) is not None
         family = "stable-diffusion-xl" if isinstance(self, StableDiffusionXLPipeline) else "stable-diffusion"
