@@ -424,6 +424,7 @@ def train_unet(args, world, model_config):
             guidance_scale=args.eval_guidance_scale,
             seed=args.seed,
             scorer=scorer,
+            world=world,
         )
         record = {
             "step": step,

@@ -304,3 +304,21 @@ def test_the_evaluate_metric_judges_the_world_with_its_perception():
     report = results["report"]
     assert report["settings"]["detector"] == "world"
     assert report["summary"]["esplora"]["accuracy"] == 1.0 and report["summary"]["visor"]["VISOR_uncond"] == 100.0
+
+
+def test_colour_reading_is_exact_on_ground_truth_and_splits_axis_from_direction():
+    from types import SimpleNamespace
+
+    from diffusers_spatial.relations import CONVERSE
+    from diffusers_spatial.world.evaluation import colour_verdict
+
+    config = WorldConfig()
+    for index in range(200):
+        sample = world_sample(config, VERIFIED, 4, index)
+        c = sample.caption
+        true = SimpleNamespace(subject=c.first.name, relation=c.relation, object=c.second.name)
+        mirrored = SimpleNamespace(subject=c.first.name, relation=CONVERSE[c.relation], object=c.second.name)
+        assert colour_verdict(sample.image, true, config) == (True, True, True), (index, c.text)
+        assert colour_verdict(sample.image, mirrored, config) == (True, False, True), (index, c.text)
+    blank = np.full((32, 32, 3), 245, np.uint8)
+    assert colour_verdict(blank, true, config) == (False, False, False)
