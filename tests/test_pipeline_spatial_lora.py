@@ -292,6 +292,12 @@ def test_refuses_other_layouts(sd_files, tmp_path):
     with pytest.raises(LoRAMismatchError, match="rank layout differs: lora_A has rank 4, lora_B 8"):
         _spatial(sd_files / "base", spatial_lora=state)
 
+    # A diverged training run: NaN weights are refused instead of drawing black images.
+    state = load_file(sd_files / "lora" / "pytorch_lora_weights.safetensors")
+    state[key] = torch.full_like(state[key], float("nan"))
+    with pytest.raises(ValueError, match="NaN or infinite values in 1 tensor"):
+        _spatial(sd_files / "base", spatial_lora=state)
+
     # Half a layer, and no layers at all.
     state = load_file(sd_files / "lora" / "pytorch_lora_weights.safetensors")
     del state[key]

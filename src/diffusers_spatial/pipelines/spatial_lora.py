@@ -588,6 +588,9 @@ class SpatialLoRAPipeline:
         except (ValueError, KeyError) as err:
             raise LoRAMismatchError(f"{name} cannot be read as a LoRA for {_describe_base(self)}: {err}") from err
         check_lora_fits(self, converted, name)
+        broken = [k for k, v in tensors.items() if v.is_floating_point() and not torch.isfinite(v).all()]
+        if broken:
+            raise ValueError(f"{name} holds NaN or infinite values in {len(broken)} tensor(s), e.g. {broken[:3]}")
 
         self._spatial_lora_tensors, self._spatial_lora_metadata = tensors, metadata
         self.spatial_config.update(
