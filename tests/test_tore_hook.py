@@ -83,6 +83,8 @@ def test_lists_positional_prompts_and_prompt_embeds(sd):
     assert out.prompts_used is None
     with pytest.raises(TypeError, match="`prompt` must be a str or a list of str"):
         spatial(42, num_inference_steps=1)
+    with pytest.raises(TypeError, match="use_tore must be True or False, got 'no'"):
+        spatial(WRITTEN, num_inference_steps=1, use_tore="no")
 
 
 def test_hook_on_its_own_and_bad_input(sd):

@@ -743,6 +743,8 @@ class SpatialLoRAPipeline:
 
     def _generate(self, arguments: dict[str, Any], use_tore: bool):
         """The body of every family's `__call__`: `arguments` are the base `__call__`'s, by name."""
+        if not isinstance(use_tore, bool):
+            raise TypeError(f"use_tore must be True or False, got {use_tore!r}")
         call = self._base_pipeline_class.__call__
         return_dict = arguments.pop("return_dict", True)
         # 1. TORE: choose, per prompt, the variant the model renders best (or keep the prompt as written).
