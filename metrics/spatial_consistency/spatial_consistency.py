@@ -28,6 +28,7 @@ from diffusers_spatial.metric import (
     evaluate_detections,
     evaluate_images,
     headline_scores,
+    normalize_predictions,
 )
 
 _DESCRIPTION = """
@@ -174,6 +175,14 @@ class SpatialConsistency(evaluate.Metric):
                 "https://github.com/djghosh13/geneval",
             ],
         )
+
+    def compute(self, *, predictions=None, references=None, **kwargs):
+        """Compute the spatial consistency scores (arguments below)."""
+        # Checked before evaluate encodes them: a missing optional key becomes an undetermined item with its reason,
+        # a None or a non-image array a ValueError naming its index (evaluate would raise KeyError / IndexError).
+        if predictions is not None:
+            predictions = normalize_predictions(predictions)
+        return super().compute(predictions=predictions, references=references, **kwargs)
 
     def _compute(
         self,

@@ -75,3 +75,19 @@ def test_widget_predict_checks_its_input(tmp_path):
     markdown, plots = app.predict([str(path)], "a dog to the left of a bench", ["visor"])
     assert markdown.startswith("# Spatial consistency report") and len(plots) == 3
     assert all(p.endswith(".png") and os.path.getsize(p) > 0 for p in plots)
+
+
+def test_malformed_predictions_are_undetermined_or_named(metric):
+    import numpy as np
+
+    prompt = ["a dog to the left of a bench"]
+    results = metric.compute(predictions=[{"detections": [DOG, BENCH]}], references=prompt, protocols="esplora")
+    assert results["esplora_accuracy"] == 1.0  # image_size is optional, as documented
+    no_box = {"detections": [{"label": "dog", "score": 0.9}, BENCH], "image_size": [256, 128]}
+    report = metric.compute(predictions=[no_box], references=prompt, protocols="esplora")["report"]
+    assert report["counts"]["undetermined"] == 1 and "box" in report["undetermined"]["images"][0]["reason"]
+    with pytest.raises(ValueError, match=r"predictions\[0\] is None"):
+        metric.compute(predictions=[None], references=prompt)
+    for array in (np.zeros((32, 32, 3), np.float32), np.zeros((30,), np.uint8)):
+        with pytest.raises(ValueError, match=r"predictions\[0\]: an image array must be H x W"):
+            metric.compute(predictions=[array], references=prompt)

@@ -30,7 +30,15 @@ from ._registration import METRIC_NAME, module_path, register_evaluate_module
 if TYPE_CHECKING:
     from .config import PROTOCOLS, EvaluationConfig
     from .evaluation import evaluate_detections, evaluate_images, evaluate_items, score_records
-    from .inputs import EvaluationItem, PromptRecord, collect_items, list_images, prompt_from_file_name, read_prompts
+    from .inputs import (
+        EvaluationItem,
+        PromptRecord,
+        collect_items,
+        list_images,
+        normalize_predictions,
+        prompt_from_file_name,
+        read_prompts,
+    )
     from .plots import plot_report
     from .report import REPORT_VERSION, build_report, headline_scores, render_markdown, write_report
     from .results import ResultsStore, check_run_settings, read_results
@@ -48,6 +56,7 @@ _LAZY = {
     "PromptRecord": "inputs",
     "collect_items": "inputs",
     "list_images": "inputs",
+    "normalize_predictions": "inputs",
     "prompt_from_file_name": "inputs",
     "read_prompts": "inputs",
     "plot_report": "plots",
@@ -78,6 +87,7 @@ __all__ = [
     "headline_scores",
     "list_images",
     "module_path",
+    "normalize_predictions",
     "plot_report",
     "prompt_from_file_name",
     "read_prompts",

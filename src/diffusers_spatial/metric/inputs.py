@@ -31,7 +31,7 @@ import csv
 import json
 import os
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -322,3 +322,57 @@ def _item(root: Path, name: str, record: PromptRecord) -> EvaluationItem:
         prompt_id=record.prompt_id,
         image=str(root / name),
     )
+
+
+_DETECTION_KEYS = ("label", "score", "box")
+
+
+def normalize_predictions(predictions: Any) -> list:
+    """`compute`'s predictions in the shapes its features encode, checked before `evaluate` touches them.
+
+    Images (paths, PIL images, bytes) pass unchanged; a numpy array must be an `H x W` or `H x W x 3|4` uint8 image.
+    Precomputed detections get their optional keys filled with None (`image_size`, and a detection's missing
+    `label` / `score` / `box`), so that the item becomes *undetermined* with the reason named, instead of `evaluate`
+    raising a KeyError.
+
+    Raises:
+        ValueError: naming the index of a None prediction or of an array that is not a uint8 image.
+
+    Examples:
+
+    ```py
+    >>> normalize_predictions([{"detections": [{"label": "dog", "score": 0.9}]}])
+    [{'detections': [{'label': 'dog', 'score': 0.9, 'box': None}], 'image_size': None}]
+
+    ```
+    """
+    import numpy as np
+
+    if isinstance(predictions, (str, bytes, Mapping)) or not isinstance(predictions, Sequence):
+        raise ValueError(f"predictions must be a list with one entry per image, got {type(predictions).__name__}")
+    out = []
+    for index, prediction in enumerate(predictions):
+        if prediction is None:
+            raise ValueError(
+                f"predictions[{index}] is None: give an image (path, PIL image, H x W x 3 uint8 array) or "
+                "{'detections': [...], 'image_size': [width, height]}"
+            )
+        if isinstance(prediction, np.ndarray):
+            if (
+                prediction.dtype != np.uint8
+                or prediction.ndim not in (2, 3)
+                or (prediction.ndim == 3 and prediction.shape[-1] not in (3, 4))
+            ):
+                raise ValueError(
+                    f"predictions[{index}]: an image array must be H x W or H x W x 3 (or 4) uint8, got "
+                    f"{prediction.dtype} of shape {prediction.shape}"
+                )
+        elif isinstance(prediction, Mapping) and "detections" in prediction:
+            detections = prediction["detections"]
+            if isinstance(detections, Sequence) and not isinstance(detections, (str, bytes)):
+                detections = [
+                    {**dict.fromkeys(_DETECTION_KEYS), **d} if isinstance(d, Mapping) else d for d in detections
+                ]
+            prediction = {**prediction, "detections": detections, "image_size": prediction.get("image_size")}
+        out.append(prediction)
+    return out
