@@ -792,10 +792,9 @@ class SpatialLoRAPipeline:
         if not safe_serialization:
             raise ValueError("SpatialLoRAPipeline saves safetensors only (safe_serialization=False is not supported)")
         os.makedirs(save_directory, exist_ok=True)
+        # diffusers would write the LoRA into the base weights or as peft layers: save the bare base.
         state = self._spatial_lora_state
-        if (
-            state is not None
-        ):  # diffusers would write the LoRA into the base weights or peft layers: save the bare base
+        if state is not None:
             self._remove_spatial_lora()
         try:
             DiffusionPipeline.save_pretrained(

@@ -39,10 +39,11 @@ from PIL import Image
 from ..generation import image_seed
 from ..suites import SuitePrompt, build_suite
 from .config import WorldConfig
+from .perception import palette_index
 
 __all__ = ["WorldEvaluation", "colour_centroids", "colour_verdict", "evaluate_world_model", "world_scorer"]
 
-# Displacement (pixels at the world's resolution) below which two centroids are "at the same place".
+# Displacement, as a fraction of the image side, below which two centroids are "at the same place".
 _COLOUR_MARGIN = 0.09
 _AXIS = {"left_of": 1, "right_of": 1, "above": 0, "below": 0}
 _SIGN = {"left_of": 1, "right_of": -1, "above": 1, "below": -1}
@@ -50,10 +51,8 @@ _SIGN = {"left_of": 1, "right_of": -1, "above": 1, "below": -1}
 
 def colour_centroids(image: np.ndarray, world: WorldConfig, min_pixels: int = 8) -> dict[str, tuple[float, float]]:
     """`{colour: (y, x)}`: the centroid of the pixels nearest to each world colour (those with >= `min_pixels`)."""
-    pixels = np.asarray(image, dtype=np.float32)[..., :3]
-    palette = np.array([world.background] + [rgb for _, rgb in world.colors], dtype=np.float32)
-    nearest = ((pixels[:, :, None, :] - palette[None, None]) ** 2).sum(-1).argmin(-1)
-    ys, xs = np.mgrid[0 : pixels.shape[0], 0 : pixels.shape[1]] + 0.5
+    nearest = palette_index(np.asarray(image)[..., :3], world)  # always the nearest colour: off shades still count
+    ys, xs = np.mgrid[0 : nearest.shape[0], 0 : nearest.shape[1]] + 0.5
     centroids = {}
     for index, name in enumerate(world.color_names, start=1):
         mask = nearest == index

@@ -77,6 +77,18 @@ def _as_pixels(image: Any) -> np.ndarray:
     return pixels.astype(np.float32)
 
 
+def palette_index(image: Any, config: WorldConfig, color_tolerance: float | None = None) -> np.ndarray:
+    """Per pixel, the index of the nearest palette colour (0: the background, k: `config.color_names[k - 1]`),
+    or -1 where that colour is farther than `color_tolerance` (None: always the nearest)."""
+    pixels = _as_pixels(image)
+    palette = np.array([config.background] + [rgb for _, rgb in config.colors], dtype=np.float32)
+    distance = np.sqrt(((pixels[:, :, None, :] - palette[None, None]) ** 2).sum(-1))
+    nearest = distance.argmin(-1)
+    if color_tolerance is not None:
+        nearest[distance.min(-1) > color_tolerance] = -1
+    return nearest
+
+
 def _connected_components(mask: np.ndarray) -> np.ndarray:
     """4-connected labelling of a bool mask: int array, -1 outside the mask, one id (a pixel index) per region."""
     height, width = mask.shape
@@ -111,12 +123,8 @@ def segment_objects(
         min_area: smallest region kept, in pixels of a `config.resolution` image (default: a third of the
             smallest object the world draws); scaled to the image's size.
     """
-    pixels = _as_pixels(image)
-    height, width = pixels.shape[:2]
-    palette = np.array([config.background] + [rgb for _, rgb in config.colors], dtype=np.float32)
-    distance = np.sqrt(((pixels[:, :, None, :] - palette[None, None]) ** 2).sum(-1))
-    nearest = distance.argmin(-1)
-    nearest[distance.min(-1) > color_tolerance] = -1
+    nearest = palette_index(image, config, color_tolerance)
+    height, width = nearest.shape
     scale = (height * width) / float(config.resolution**2)
     if min_area is None:  # a third of the smallest object the world draws
         min_area = min(SHAPE_AREA[s] for s in config.shapes) * (config.min_radius * config.resolution) ** 2 / 3.0
