@@ -211,15 +211,17 @@ class WorldCLIP(nn.Module):
         super().__init__()
         self.text_encoder = text_encoder
         self.image_tower = WorldImageTower(resolution, embed_dim)
-        self.text_projection = nn.Linear(text_encoder.config.hidden_size, embed_dim, bias=False)
-        self.logit_scale = nn.Parameter(torch.tensor(math.log(1 / 0.07)))
+        self.text_projection = nn.Linear(text_encoder.config.hidden_size, embed_dim)
+        # A cooler start than CLIP's 1/0.07: the world's captions differ by one word, and a hot softmax early on
+        # separates them through the pooled vector alone (see docs/world.md, "the text encoder").
+        self.logit_scale = nn.Parameter(torch.tensor(math.log(10.0)))
 
     def forward(self, pixels, input_ids):
-        """Normalised image and text embeddings, and the temperature (capped at 100, as in CLIP)."""
+        """Normalised image and text embeddings, and the temperature."""
         pooled = self.text_encoder(input_ids).pooler_output  # the end-of-text token, as in CLIP
         text_embeds = F.normalize(self.text_projection(pooled), dim=-1)
         image_embeds = F.normalize(self.image_tower(pixels), dim=-1)
-        return image_embeds, text_embeds, self.logit_scale.exp().clamp(max=100)
+        return image_embeds, text_embeds, self.logit_scale.exp()
 
 
 def mirrored(caption):
@@ -260,6 +262,8 @@ def train_text_encoder(args, world, model_config):
         optimizer.step()
         lr_scheduler.step()
         optimizer.zero_grad()
+        with torch.no_grad():  # the temperature parameter itself is kept in [1, 100], as CLIP's training does
+            accelerator.unwrap_model(model).logit_scale.clamp_(0, math.log(100))
         with torch.no_grad():  # how often the image prefers its caption over the mirrored one
             relational = [i for i, c in enumerate(captions) if c.relation is not None]
             true = logits[relational, relational]

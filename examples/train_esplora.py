@@ -285,7 +285,14 @@ def main(args):
             )
             del pipeline
 
-        publish_run(args, repo_id=repo_id, stats=stats, validation=validation, sdxl=False)
+        publish_run(
+            args,
+            repo_id=repo_id,
+            stats=stats,
+            validation=validation,
+            sdxl=False,
+            mixed_precision=accelerator.mixed_precision,
+        )
     accelerator.end_training()
 
 

@@ -326,7 +326,14 @@ def main(args):
             )
             del pipeline
 
-        publish_run(args, repo_id=repo_id, stats=stats, validation=validation, sdxl=True)
+        publish_run(
+            args,
+            repo_id=repo_id,
+            stats=stats,
+            validation=validation,
+            sdxl=True,
+            mixed_precision=accelerator.mixed_precision,
+        )
     accelerator.end_training()
 
 

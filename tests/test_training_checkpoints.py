@@ -85,12 +85,26 @@ def parse(*argv):
     return check_training_args(parser.parse_args(["--pretrained_model_name_or_path", "m", *argv]))
 
 
-def test_arguments_keep_diffusers_names_and_spatial_defaults():
+def test_arguments_keep_diffusers_names_and_spatial_defaults(monkeypatch):
     args = parse("--train_data_dir", "d")
     assert (args.image_column, args.caption_column, args.resolution) == ("image", "prompt", 512)
-    assert args.balance_relations is True and args.report_to == "tensorboard"
-    assert parse("--train_data_dir", "d", "--balance_relations", "false", "--report_to", "none").report_to is None
-    assert parse("--train_data_dir", "d", "--balance_relations", "false").balance_relations is False
+    assert args.balance_relations is True and args.image_interpolation_mode == "lanczos"
+    assert parse("--train_data_dir", "d", "--report_to", "none").report_to is None
+    assert parse("--train_data_dir", "d", "--no-balance_relations").balance_relations is False
+    with pytest.raises(SystemExit):  # a boolean flag, as in diffusers' scripts: it takes no value
+        parse("--train_data_dir", "d", "--balance_relations", "false")
+
+
+def test_report_to_defaults_to_tensorboard_only_when_it_is_installed(monkeypatch):
+    import diffusers_spatial.training.args as training_args
+
+    monkeypatch.setattr(training_args, "is_tensorboard_available", lambda: True)
+    assert parse("--train_data_dir", "d").report_to == "tensorboard"
+    monkeypatch.setattr(training_args, "is_tensorboard_available", lambda: False)
+    assert parse("--train_data_dir", "d").report_to is None  # nothing to log to: said in a warning, not silently
+    monkeypatch.setattr(training_args, "get_available_trackers", lambda: [])
+    with pytest.raises(ImportError, match="--report_to tensorboard: that tracker is not installed"):
+        parse("--train_data_dir", "d", "--report_to", "tensorboard")
 
 
 @pytest.mark.parametrize(

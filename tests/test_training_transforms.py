@@ -122,3 +122,18 @@ def test_image_to_tensor_range_and_odd_modes():
 def test_transform_config_rejects_bad_resolutions(resolution):
     with pytest.raises(ValueError, match="resolution"):
         TransformConfig(resolution=resolution)
+
+
+def test_interpolation_mode_picks_the_resize_filter():
+    checker = np.indices((24, 24)).sum(0) % 2 * 255  # every pixel black or white
+    image = Image.fromarray(np.repeat(checker[..., None], 3, -1).astype(np.uint8))
+    plan = AugmentationPlan(0, 0.5, 0.5, False)
+
+    def values(mode):
+        pixels = TrainTransform(TransformConfig(resolution=16, interpolation=mode))(image, ["x"], plan)["pixel_values"]
+        return set(pixels.unique().tolist())
+
+    assert values("nearest") == {-1.0, 1.0}  # nearest keeps the two colours
+    assert len(values("lanczos")) > 2  # a filter mixes them
+    with pytest.raises(ValueError, match="interpolation must be one of"):
+        TransformConfig(interpolation="cubic")

@@ -106,7 +106,9 @@ def test_model_card(tmp_path):
         [[Image.new("RGB", (8, 8), "red")]],
         metrics={"accuracy": 0.25, "accuracy/left_of": 0.5, "num_images": 4.0},
     )
-    args = types.SimpleNamespace(resolution=512, rank=16, learning_rate=1e-4, validation_protocol="esplora")
+    args = types.SimpleNamespace(
+        resolution=512, rank=16, learning_rate=1e-4, validation_protocol="esplora", mixed_precision=None
+    )
     path = save_model_card(
         tmp_path,
         repo_id="me/esplora-sd15",
@@ -114,6 +116,7 @@ def test_model_card(tmp_path):
         dataset_name="me/spatial-dataset",
         validation=result,
         training_args=args,
+        mixed_precision="bf16",  # from the accelerate config: the flag was not given
     )
     card = path.read_text()
     assert card.startswith("---\n") and "base_model: stable-diffusion-v1-5/stable-diffusion-v1-5" in card
@@ -121,6 +124,7 @@ def test_model_card(tmp_path):
     assert "| accuracy/left_of | 50.0% |" in card and "| images scored | 4 |" in card
     assert "![a dog to the left of a cat](./image_0.png)" in card and (tmp_path / "image_0.png").is_file()
     assert 'pipe.load_lora_weights("me/esplora-sd15")' in card and "- rank: 16" in card
+    assert "- mixed_precision: bf16" in card and "mixed_precision: None" not in card
     bare = save_model_card(tmp_path / "bare", repo_id="x", base_model="m", dataset_name=None, sdxl=True)
     assert "No validation scores" in bare.read_text() and "StableDiffusionXLPipeline" in bare.read_text()
 

@@ -10,16 +10,15 @@ from __future__ import annotations
 import argparse
 import os
 
+from accelerate.tracking import get_available_trackers
+from accelerate.utils import is_tensorboard_available
+from diffusers.utils import logging
+
+from .transforms import INTERPOLATION_MODES
+
 __all__ = ["add_training_arguments", "check_training_args"]
 
-
-def _bool(value: str) -> bool:
-    lowered = str(value).lower()
-    if lowered in ("1", "true", "yes", "on"):
-        return True
-    if lowered in ("0", "false", "no", "off"):
-        return False
-    raise argparse.ArgumentTypeError(f"expected true/false, got {value!r}")
+logger = logging.get_logger(__name__)
 
 
 def add_training_arguments(parser: argparse.ArgumentParser, *, default_resolution: int = 512) -> None:
@@ -72,6 +71,13 @@ def add_training_arguments(parser: argparse.ArgumentParser, *, default_resolutio
         "--resolution", type=int, default=default_resolution, help="Training resolution (square, multiple of 8)."
     )
     data.add_argument(
+        "--image_interpolation_mode",
+        type=str,
+        default="lanczos",
+        choices=INTERPOLATION_MODES,
+        help="The resampling filter used to resize images to --resolution (as in diffusers' scripts).",
+    )
+    data.add_argument(
         "--center_crop", action="store_true", help="Center crop to the resolution instead of a random crop."
     )
     data.add_argument(
@@ -87,11 +93,11 @@ def add_training_arguments(parser: argparse.ArgumentParser, *, default_resolutio
     esplora = parser.add_argument_group("ESPLoRA")
     esplora.add_argument(
         "--balance_relations",
-        type=_bool,
+        action=argparse.BooleanOptionalAction,
         default=True,
-        metavar="{true,false}",
         help="Relation-balanced sampling: each relation, and each object order of a pair, equally likely "
-        "(default: true). Rows that are not spatial prompts keep their natural share.",
+        "(default: on; --no-balance_relations for plain shuffled epochs). Rows that are not spatial prompts keep "
+        "their natural share.",
     )
     esplora.add_argument(
         "--cache_latents",
@@ -223,8 +229,9 @@ def add_training_arguments(parser: argparse.ArgumentParser, *, default_resolutio
     logging_group.add_argument(
         "--report_to",
         type=str,
-        default="tensorboard",
-        help='Trackers: "tensorboard", "wandb", "comet_ml", "all", or "none".',
+        default=None,
+        help='Trackers: "tensorboard", "wandb", "comet_ml", "all", or "none" (default: tensorboard when it is '
+        "installed, else none, with a warning). A tracker named here that is not installed is an error.",
     )
     logging_group.add_argument(
         "--logging_dir", type=str, default="logs", help="TensorBoard log directory, under --output_dir."
@@ -275,6 +282,12 @@ def check_training_args(args: argparse.Namespace) -> argparse.Namespace:
         raise ValueError(f"--max_train_steps must be >= 1, got {args.max_train_steps}")
     if args.learning_rate <= 0:
         raise ValueError(f"--learning_rate must be > 0, got {args.learning_rate}")
+    if args.report_to is None:
+        args.report_to = "tensorboard" if is_tensorboard_available() else "none"
+        if args.report_to == "none":
+            logger.warning("tensorboard is not installed: no training curves are logged (pip install tensorboard).")
+    elif args.report_to not in ("none", "all") and args.report_to not in {t.value for t in get_available_trackers()}:
+        raise ImportError(f"--report_to {args.report_to}: that tracker is not installed (or pass --report_to none).")
     if args.report_to == "none":
         args.report_to = None
     if args.hub_token is not None and args.report_to == "wandb":

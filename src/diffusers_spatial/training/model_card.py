@@ -76,6 +76,7 @@ def save_model_card(
     train_text_encoder: bool = False,
     sdxl: bool = False,
     training_args=None,
+    mixed_precision: str | None = None,
     max_images: int = 8,
 ) -> Path:
     """Write `README.md` (and `image_<i>.png` examples) into `output_dir`; return the card's path.
@@ -89,6 +90,7 @@ def save_model_card(
         train_text_encoder: whether text-encoder LoRA was trained.
         sdxl: SDXL base model.
         training_args: the parsed arguments, summarised under "Training details".
+        mixed_precision: the precision the run used (recorded instead of the flag, which may be unset).
         max_images: example images to include.
     """
     output_dir = Path(output_dir)
@@ -119,7 +121,9 @@ def save_model_card(
             "random_flip",
             "seed",
         ):
-            if hasattr(training_args, key):
+            if key == "mixed_precision" and mixed_precision is not None:
+                details.append(f"- mixed_precision: {mixed_precision}")
+            elif hasattr(training_args, key):
                 details.append(f"- {key}: {getattr(training_args, key)}")
     is_local = os.path.exists(base_model)
     card_data = ModelCardData(

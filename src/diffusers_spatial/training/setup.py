@@ -193,7 +193,12 @@ def make_optimizer(args, params_to_optimize: list, accelerator: Accelerator) -> 
 
 def build_train_data(args, dataset) -> tuple[SpatialTrainDataset, torch.utils.data.Sampler]:
     """The training `Dataset` (spatially safe transforms) and its sampler (relation-balanced unless disabled)."""
-    transform = TransformConfig(resolution=args.resolution, center_crop=args.center_crop, random_flip=args.random_flip)
+    transform = TransformConfig(
+        resolution=args.resolution,
+        center_crop=args.center_crop,
+        random_flip=args.random_flip,
+        interpolation=args.image_interpolation_mode,
+    )
     train_dataset = SpatialTrainDataset(dataset, args.image_column, args.caption_column, transform, seed=args.seed)
     sampler, balance = build_training_sampler(dataset, args.caption_column, args.balance_relations, args.seed)
     if balance is not None:
@@ -321,6 +326,7 @@ def publish_run(
     stats: TrainingStats,
     validation=None,
     sdxl: bool = False,
+    mixed_precision: str | None = None,
     ignore_patterns: Iterable[str] = ("step_*", "epoch_*", "checkpoint-*", "logs/*"),
 ) -> None:
     """Main process, after the LoRA is saved: `training_summary.json`, the model card, and the Hub upload.
@@ -329,6 +335,8 @@ def publish_run(
         repo_id: from `prepare_output_dir` (None without `--push_to_hub`).
         validation: the last `ValidationResult` (None without validation).
         sdxl: whether the base model is Stable Diffusion XL (for the model card).
+        mixed_precision: what the run used (`accelerator.mixed_precision`; `--mixed_precision` may be unset
+            and come from the accelerate config).
     """
     stats.write(args.output_dir, validation=validation.metrics if validation is not None else None)
     save_model_card(
@@ -340,6 +348,7 @@ def publish_run(
         train_text_encoder=args.train_text_encoder,
         sdxl=sdxl,
         training_args=args,
+        mixed_precision=mixed_precision,
     )
     if args.push_to_hub:
         from huggingface_hub import upload_folder

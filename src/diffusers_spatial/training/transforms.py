@@ -39,6 +39,7 @@ from PIL import Image
 from ..relations import CONVERSE, MultipleRelationsError, parse_spatial_prompt
 
 __all__ = [
+    "INTERPOLATION_MODES",
     "AugmentationPlan",
     "TrainTransform",
     "TransformConfig",
@@ -98,6 +99,19 @@ def caption_variants(captions: str | Sequence[str]) -> list[str]:
     return [str(c) for c in captions]
 
 
+# diffusers' scripts name torchvision's InterpolationMode members; these are PIL's filters of the same names.
+_RESAMPLING = {
+    "nearest": Image.Resampling.NEAREST,
+    "nearest_exact": Image.Resampling.NEAREST,  # PIL's nearest already samples pixel centres
+    "bilinear": Image.Resampling.BILINEAR,
+    "bicubic": Image.Resampling.BICUBIC,
+    "box": Image.Resampling.BOX,
+    "hamming": Image.Resampling.HAMMING,
+    "lanczos": Image.Resampling.LANCZOS,
+}
+INTERPOLATION_MODES = tuple(_RESAMPLING)
+
+
 @dataclass
 class TransformConfig:
     """How training images are resized, cropped and flipped (the familiar diffusers options)."""
@@ -110,10 +124,15 @@ class TransformConfig:
         default=False,
         metadata={"help": "Mirror half the samples horizontally, rewriting left <-> right in their captions."},
     )
+    interpolation: str = dataclasses.field(
+        default="lanczos", metadata={"help": f"Resize filter, one of {', '.join(INTERPOLATION_MODES)}."}
+    )
 
     def __post_init__(self):
         if not isinstance(self.resolution, int) or self.resolution < 8 or self.resolution % 8:
             raise ValueError(f"resolution must be a positive multiple of 8, got {self.resolution!r}")
+        if self.interpolation not in _RESAMPLING:
+            raise ValueError(f"interpolation must be one of {INTERPOLATION_MODES}, got {self.interpolation!r}")
 
 
 @dataclass(frozen=True)
@@ -175,7 +194,7 @@ class TrainTransform:
         scale = size / min(image.width, image.height)
         new_w, new_h = max(size, round(image.width * scale)), max(size, round(image.height * scale))
         if (new_w, new_h) != (image.width, image.height):
-            image = image.resize((new_w, new_h), resample=Image.Resampling.BILINEAR)
+            image = image.resize((new_w, new_h), resample=_RESAMPLING[self.config.interpolation])
         top = round(plan.crop_y * (new_h - size))
         left = round(plan.crop_x * (new_w - size))
         image = image.crop((left, top, left + size, top + size))

@@ -14,7 +14,7 @@ Examples:
 >>> tokenizer.tokenize("a red circle to the left of a blue square")[:4]
 ['a</w>', 'red</w>', 'circle</w>', 'to</w>']
 >>> tokenizer.model_max_length, tokenizer.pad_token
-(20, '<|endoftext|>')
+(16, '<|endoftext|>')
 
 ```
 """
@@ -49,7 +49,7 @@ def _bpe(parts: list[str], ranks: dict[tuple[str, str], int]) -> list[str]:
     return parts
 
 
-def world_tokenizer(config: WorldConfig | None = None, model_max_length: int = 20) -> CLIPTokenizer:
+def world_tokenizer(config: WorldConfig | None = None, model_max_length: int = 16) -> CLIPTokenizer:
     """A `CLIPTokenizer` built in memory for the world's words (see the module docstring)."""
     config = config or WorldConfig()
     symbols = byte_level_alphabet()
