@@ -41,10 +41,11 @@ INSTALL_REQUIRES = [
     "evaluate>=0.4.3",
     "huggingface_hub>=0.34",
     "safetensors>=0.4",
+    "scikit-image>=0.24",  # the offline real photos of the sample dataset, the demo and the quickstart
 ]
 
 EXTRAS = {
-    "test": ["pytest>=8", "pytest-xdist>=3.5", "hypothesis>=6.100", "scikit-image>=0.24", "ruff>=0.6"],
+    "test": ["pytest>=8", "pytest-xdist>=3.5", "hypothesis>=6.100", "ruff>=0.6"],
     "space": ["gradio>=4"],
 }
 
