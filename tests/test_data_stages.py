@@ -342,6 +342,58 @@ def test_folder_reader_with_metadata_sidecars_and_missing_files(tmp_path):
     assert by_key["sub/b.png"].caption == "a cat above a dog" and by_key["sub/b.png"].depth.shape == (48, 64)
 
 
+def test_non_string_metadata_fields_are_unknown_not_a_crash(tmp_path):
+    import pyarrow as pa
+
+    write_webdataset_shard(tmp_path, "00000", _shard_rows(3))
+    table = pq.read_table(tmp_path / "00000.parquet").drop_columns(["caption", "url", "LICENSE"])
+    table = table.append_column("caption", pa.array([7, 8, 9]))  # numbers and lists where text belongs
+    table = table.append_column("url", pa.array([[1], [2], [3]])).append_column("LICENSE", pa.array([1.5, 2.5, None]))
+    pq.write_table(table, tmp_path / "00000.parquet")
+    records = list(ShardReader(discover_shards(tmp_path)[0]))
+    assert [r.skip for r in records] == [None, None, None]
+    assert records[0].caption == "a dog to the left of a cat 0"  # the tar's own .txt, not the number
+    assert [r.url for r in records] == ["u0", "u1", "u2"] and all(r.license is None for r in records)
+
+
+def test_tar_json_with_a_list_url_and_a_repeated_key(tmp_path):
+    write_webdataset_shard(tmp_path, "00000", _shard_rows(2))
+    (tmp_path / "00000.parquet").unlink()
+    tar_path = tmp_path / "00000.tar"
+    with tarfile.open(tar_path) as tar:
+        members = [(m, tar.extractfile(m).read()) for m in tar.getmembers()]
+    with tarfile.open(tar_path, "w") as tar:
+        for member, data in members + members[:3]:  # the first sample again, after the second
+            if member.name.endswith(".json"):
+                data = json.dumps({"url": ["a", "list"], "license": 5}).encode()
+            member.size = len(data)
+            tar.addfile(member, io.BytesIO(data))
+    records = list(ShardReader(discover_shards(tmp_path)[0]))
+    kept = [r for r in records if r.skip is None]
+    assert [r.key for r in kept] == ["00000/000000000", "00000/000000001"]  # one row per key
+    assert [r.skip for r in records if r.skip] == ["duplicate_key"]
+    assert all(r.url is None and r.license is None for r in kept)
+
+
+def test_metadata_file_names_outside_the_folder_are_never_read(tmp_path):
+    inside, outside = tmp_path / "in", tmp_path / "outside"
+    inside.mkdir(), outside.mkdir()
+    (outside / "secret.jpg").write_bytes(_jpeg())
+    (inside / "a.jpg").write_bytes(_jpeg())
+    lines = [{"file_name": "a.jpg", "text": "a dog left of a cat"}]
+    lines += [
+        {"file_name": n, "text": "a cat above a dog"} for n in ("../outside/secret.jpg", str(outside / "secret.jpg"))
+    ]
+    (inside / "metadata.jsonl").write_text("\n".join(json.dumps(line) for line in lines))
+    records = [r for spec in discover_shards(inside) for r in ShardReader(spec)]
+    by_name = {r.key.split("/", 1)[1]: r for r in records}
+    assert by_name["a.jpg"].skip is None
+    outside_records = [r for r in records if r.key.split("/", 1)[1] != "a.jpg"]
+    assert len(outside_records) == 2 and all(
+        r.skip == "outside_input" and r.image_bytes is None for r in outside_records
+    )
+
+
 def test_discover_shards_errors_name_the_path(tmp_path):
     with pytest.raises(FileNotFoundError, match="nowhere"):
         discover_shards(tmp_path / "nowhere")

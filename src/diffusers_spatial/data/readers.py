@@ -58,6 +58,17 @@ _CAPTION_COLUMNS = ("caption", "text", "top_caption", "prompt")
 _METADATA_FILES = ("metadata.jsonl", "metadata.csv")
 
 
+def _text(value) -> str | None:
+    """A metadata field as text: strings pass, anything else (a number, a list, a dict) is unknown (None)."""
+    return value if isinstance(value, str) else None
+
+
+def _inside(name: str) -> bool:
+    """Whether a metadata `file_name` stays inside the input folder (relative, never climbing out by '..')."""
+    parts = name.replace("\\", "/").split("/")
+    return not (os.path.isabs(name) or name.startswith("/") or ".." in parts or re.match(r"^[A-Za-z]:", name))
+
+
 @dataclass(frozen=True)
 class ShardSpec:
     """One unit of work.
@@ -167,8 +178,12 @@ class ShardReader:
                     truncated = True
                     self.issues.append("truncated_tar")
                     break
-                seen.add(key)
                 produced += 1
+                if key in seen:  # webdataset keys are unique; a repeat would write two rows with one `key`
+                    logger.warning(f"shard {spec.name!r}: key {key!r} appears twice in {spec.tar!r}; the first kept")
+                    yield Record(key=f"{spec.name}/{key}#{produced}", skip="duplicate_key")
+                    continue
+                seen.add(key)
                 yield self._tar_record(key, members, rows.get(key) if rows else None)
         if rows:
             for key, meta in rows.items():
@@ -213,9 +228,9 @@ class ShardReader:
         rows = {}
         for i in range(table.num_rows):
             rows[str(keys[i])] = {
-                "caption": captions[i],
-                "url": urls[i],
-                "license": licenses[i],
+                "caption": _text(captions[i]),
+                "url": _text(urls[i]),
+                "license": _text(licenses[i]),
                 "status": statuses[i],
             }
         return rows
@@ -234,7 +249,7 @@ class ShardReader:
             caption = members["txt"].decode("utf-8", errors="replace")
         if caption is None:
             caption = next((info[c] for c in _CAPTION_COLUMNS if isinstance(info.get(c), str)), None)
-        url = meta.get("url") or info.get("url")
+        url = meta.get("url") or _text(info.get("url"))
         image_ext = next((ext for ext in members if ext.lower() in IMAGE_EXTENSIONS), None)
         depth = _load_depth(members.get(_DEPTH_SUFFIX[1:]), f"{self.spec.tar}:{key}{_DEPTH_SUFFIX}")
         name = f"{self.spec.name}/{key}"
@@ -244,7 +259,7 @@ class ShardReader:
             image_bytes=members.get(image_ext) if image_ext else None,
             image_name=f"{os.path.basename(key)}.{image_ext}" if image_ext else None,
             url=url,
-            license=meta.get("license") or info.get("license"),
+            license=meta.get("license") or _text(info.get("license")),
             origin=url,
             depth=depth,
             depth_source="ground_truth" if depth is not None else None,
@@ -259,6 +274,9 @@ class ShardReader:
         metadata = {name: meta for name, meta in _folder_metadata(root).items() if name in wanted}
         for relative in self.spec.files:
             meta = metadata.get(relative, {})
+            if not _inside(relative):
+                yield Record(key=f"{self.spec.name}/{relative}", caption=meta.get("caption"), skip="outside_input")
+                continue
             path = root / relative
             stem = str(path)[: -len(path.suffix)] if path.suffix else str(path)
             caption = meta.get("caption")
@@ -353,10 +371,12 @@ def _folder_metadata(root: Path) -> dict[str, dict]:
                 continue
             lowered = {k.lower(): v for k, v in row.items()}
             caption = next((lowered[c] for c in _CAPTION_COLUMNS if isinstance(lowered.get(c), str)), None)
+            if not _inside(row["file_name"]):
+                logger.warning(f"{str(path)!r}: file_name {row['file_name']!r} points outside the folder; skipped")
             entries[row["file_name"]] = {
                 "caption": caption,
-                "url": lowered.get("url"),
-                "license": lowered.get("license"),
+                "url": _text(lowered.get("url")),
+                "license": _text(lowered.get("license")),
             }
         return entries
     return {}

@@ -82,6 +82,8 @@ INPUT_REASONS: dict[str, str] = {
     "missing_image": "no image bytes: the download failed (broken URL) or the file is missing",
     "truncated_tar": "the row's image was in the part of a tar shard cut off by truncation",
     "corrupt_image": "the image bytes do not decode (truncated or not an image)",
+    "duplicate_key": "a second sample with a key already read in the same shard (the first one is kept)",
+    "outside_input": "a metadata file_name that points outside the input folder (absolute or through '..')",
 }
 CAPTION_REASONS: dict[str, str] = {
     "empty_caption": "the caption is missing or blank",
