@@ -271,3 +271,29 @@ def test_same_object_iou_batch_matches_single_images():
     batch = score_images(prompts, lists)
     assert batch == [score_image(p, d) for p, d in zip(prompts, lists)]
     assert [s.details["merged_duplicates"] for s in batch] == [1, 1, 0, 0]
+
+
+def test_at_most_max_instances_per_noun_count_and_the_cut_is_counted():
+    # 17 confident dogs on the left of the cat, the weakest on its right: the 16 strongest decide
+    dogs = [det("dog", 0.9 - 0.01 * i, [i, 0, i + 20, 20]) for i in range(16)]
+    stray = det("dog", 0.5, [500, 0, 520, 20])
+    cat = det("cat", 0.9, [200, 0, 220, 20])
+    s = score_image("a dog to the left of a cat", [stray, *dogs, cat])
+    assert s.correct is True and s.details["instances_cut"] == 1 and s.details["pairs"] == 16
+    full = score_image("a dog to the left of a cat", [stray, *dogs, cat], max_instances=17)
+    assert full.correct is False and full.details["instances_cut"] == 0
+    # a detector returning thousands of boxes costs at most 16 x 16 pair judgements
+    many = [det("dog", 0.5, [i % 100, 0, i % 100 + 20, 20]) for i in range(5000)]
+    assert score_image("a dog to the left of a cat", [*many, cat]).details["pairs"] == 16
+    with pytest.raises(ValueError, match="max_instances"):
+        EsploraConfig(max_instances=1)
+
+
+def test_top_k_keeps_the_highest_scores_per_image():
+    from diffusers_spatial.geometry.segments import top_k
+
+    scores = np.array([0.1, 0.9, 0.5, 0.5, 0.7, 0.2, 0.8])
+    image = np.array([0, 0, 0, 0, 1, 1, 1])
+    flags = np.array([True, True, True, True, True, False, True])
+    assert top_k(flags, scores, image, 2).tolist() == [False, True, True, False, True, False, True]  # tie: earlier
+    assert not top_k(np.zeros(3, bool), scores[:3], image[:3], 2).any()

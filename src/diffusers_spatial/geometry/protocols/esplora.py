@@ -21,7 +21,7 @@ from ...relations import RELATIONS as RELATION_ORDER
 from ..boxes import paired_iou
 from ..context import ScoringContext, Verdicts
 from ..depth import check_mask
-from ..segments import pair_indices, segment_count, segment_max, segment_min
+from ..segments import pair_indices, segment_count, segment_max, segment_min, top_k
 from ..types import ImageScore
 from . import esplora_rules as rules
 from .base import Protocol, check_positive
@@ -51,6 +51,9 @@ class EsploraConfig:
         same_object_iou: a subject-noun and an object-noun instance whose boxes overlap with IoU >= this (0.7, in
             (0, 1]) are one object labelled twice: only the higher-scoring label counts (a tie: undetermined).
             Same-noun prompts are not affected.
+        max_instances: per image and noun, only this many highest-scoring instances count (16, GenEval's
+            per-class maximum), so an image costs at most `max_instances ** 2` pair judgements however many boxes
+            a detector returns; the instances left out are counted in `details["instances_cut"]`.
     """
 
     score_threshold: float = 0.3
@@ -62,6 +65,7 @@ class EsploraConfig:
     ground_margin: float = 0.1
     occlusion_area_ratio: float = 1.2
     same_object_iou: float = 0.7
+    max_instances: int = 16
 
     def __post_init__(self):
         for name in ("score_threshold", "margin", "near", "far", "depth_margin", "ground_margin"):
@@ -72,6 +76,10 @@ class EsploraConfig:
             raise ValueError(f"same_object_iou must be in (0, 1], got {self.same_object_iou!r}")
         if self.far < self.near:
             raise ValueError(f"far ({self.far}) must be >= near ({self.near})")
+        if isinstance(self.max_instances, bool) or not isinstance(self.max_instances, int) or self.max_instances < 2:
+            raise ValueError(
+                f"max_instances must be an integer >= 2 (same-noun prompts need two), got {self.max_instances!r}"
+            )
         low, high = self.depth_percentiles
         if not 0 <= low < high <= 100:
             raise ValueError(
@@ -174,7 +182,9 @@ def score(context: ScoringContext, config: EsploraConfig) -> Verdicts:
     batch, n = context.batch, context.n_images
     is_subject, is_object = context.roles(context.subject_targets, context.object_targets)
     kept = batch.scores >= config.score_threshold
-    a, b = kept & is_subject, kept & is_object
+    a = top_k(kept & is_subject, batch.scores, batch.image_index, config.max_instances)
+    b = top_k(kept & is_object, batch.scores, batch.image_index, config.max_instances)
+    cut = segment_count(kept & (is_subject | is_object) & ~(a | b), batch.image_index, n)
     same = np.array([s == o for s, o in zip(context.subject_targets, context.object_targets)], dtype=bool)
     pa, pb, pi = pair_indices(a, b, batch.image_index, n)
     distinct = pa != pb
@@ -230,8 +240,10 @@ def score(context: ScoringContext, config: EsploraConfig) -> Verdicts:
         constant.tolist(),
         merged.tolist(),
         tied.tolist(),
+        cut.tolist(),
     )
-    for i, (relation, na, nb, sm, ok, verdict, hold, viol, amb, hedge, value, flat, dropped, tie) in enumerate(rows):
+    for i, row in enumerate(rows):
+        relation, na, nb, sm, ok, verdict, hold, viol, amb, hedge, value, flat, dropped, tie, left_out = row
         need = 2 if sm else 1
         entry = {
             "supported": True,
@@ -246,6 +258,7 @@ def score(context: ScoringContext, config: EsploraConfig) -> Verdicts:
             "pairs_ambiguous": amb,
             "hedging": hedge,
             "merged_duplicates": dropped,
+            "instances_cut": left_out,
         }
         has_depth = context.depths[i] is not None
         three_d = relation in ("in_front_of", "behind")
