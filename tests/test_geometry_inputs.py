@@ -67,7 +67,8 @@ def test_bad_prompts(prompt, match):
         ({"label": "cat", "score": 0.9, "box": [0, 0, 10]}, "4 numbers"),
         ({"label": "cat", "score": 0.9, "box": "0 0 1 1"}, "4 numbers"),
         ({"label": "cat", "score": 0.9, "box": [0, None, 1, 1]}, "4 numbers"),
-        ({"label": "cat", "score": -0.1, "box": [0, 0, 1, 1]}, "score must be >= 0, got -0.1"),
+        ({"label": "cat", "score": -0.1, "box": [0, 0, 1, 1]}, r"score must be a confidence in \[0, 1\], got -0.1"),
+        ({"label": "cat", "score": 5.0, "box": [0, 0, 1, 1]}, r"confidence in \[0, 1\], got 5.0"),
         ({"label": "cat", "score": float("nan"), "box": [0, 0, 1, 1]}, "score must be finite"),
         ({"label": "cat", "score": "high", "box": [0, 0, 1, 1]}, "score must be a number"),
         ({"label": "cat", "score": True, "box": [0, 0, 1, 1]}, "score must be a number"),
@@ -102,6 +103,11 @@ def test_bad_containers_and_options():
         score_image("a cat on the left of a dog", GOOD, protocol="t2i_compbench_2d", iou_threshold=0)
     with pytest.raises(ValueError, match="image_size must be"):
         score_image("a cat left of a dog", GOOD, image_size=(0, 10))
+    far_away = {"label": "cat", "score": 0.9, "box": [500, 0, 600, 10]}
+    with pytest.raises(ValueError, match=r"image 0 detection 1: box .* lies entirely outside the image \(100 x 50\)"):
+        score_image("a cat left of a dog", [GOOD[0], far_away], image_size=(100, 50))
+    touching = {"label": "dog", "score": 0.9, "box": [90, 0, 120, 10]}  # partly outside: detectors do that
+    assert score_image("a cat left of a dog", [GOOD[0], touching], image_size=(100, 50)).objects_found
     with pytest.raises(ValueError, match="subject_label must be"):
         score_images(["a cat left of a dog"], [GOOD], subject_label=["cat", "dog"])
 

@@ -117,7 +117,7 @@ def _shown(box) -> str:
 def check_score_array(scores: Sequence, locate: Callable[[int], str] = lambda k: f"detection {k}") -> np.ndarray:
     """Turn a sequence of confidences into a float array, raising ValueError that names the first bad score.
 
-    A score must be a finite number >= 0 (booleans and strings are refused).
+    A score must be a finite number in [0, 1], a confidence (booleans and strings are refused).
     """
     try:
         array = np.frombuffer(_doubles(scores), dtype=np.float64)
@@ -135,9 +135,9 @@ def check_score_array(scores: Sequence, locate: Callable[[int], str] = lambda k:
     k = _first_bad(~np.isfinite(array))
     if k is not None:
         raise ValueError(f"{locate(k)}: score must be finite, got {float(array[k])!r}")
-    k = _first_bad(array < 0)
+    k = _first_bad((array < 0) | (array > 1))
     if k is not None:
-        raise ValueError(f"{locate(k)}: score must be >= 0, got {float(array[k])!r}")
+        raise ValueError(f"{locate(k)}: score must be a confidence in [0, 1], got {float(array[k])!r}")
     return array
 
 

@@ -107,8 +107,10 @@ class ScoringContext:
         ]
         subject_labels = _per_image(subject_label, n, "subject_label")
         object_labels = _per_image(object_label, n, "object_label")
+        batch = DetectionBatch.from_lists(detections_list)
+        _check_boxes_meet_images(batch, image_sizes)
         return cls(
-            batch=DetectionBatch.from_lists(detections_list),
+            batch=batch,
             prompts=parsed,
             subject_targets=[
                 normalize_label(s) if s is not None else p.subject_noun for s, p in zip(subject_labels, parsed)
@@ -135,6 +137,23 @@ class ScoringContext:
         if ids.size == 0:
             return np.zeros(0, bool), np.zeros(0, bool)
         return table[ids, subject_col[image]], table[ids, object_col[image]]
+
+
+def _check_boxes_meet_images(batch: DetectionBatch, image_sizes: list) -> None:
+    """A box wholly outside its image (not even touching it) is a coordinate mix-up, not a detection."""
+    bounds = np.array([size if size is not None else (np.inf, np.inf) for size in image_sizes], dtype=np.float64)
+    if batch.boxes.size == 0 or not np.isfinite(bounds).any():
+        return
+    width, height = bounds[batch.image_index, 0], bounds[batch.image_index, 1]
+    boxes = batch.boxes
+    outside = (boxes[:, 0] > width) | (boxes[:, 1] > height) | (boxes[:, 2] < 0) | (boxes[:, 3] < 0)
+    if outside.any():
+        k = int(np.flatnonzero(outside)[0])
+        i = int(batch.image_index[k])
+        raise ValueError(
+            f"image {i} detection {k - int(batch.offsets[i])}: box {boxes[k].tolist()} lies entirely outside the "
+            f"image ({image_sizes[i][0]} x {image_sizes[i][1]}): are the coordinates pixels of this image?"
+        )
 
 
 def _check_image_size(size, i: int):
