@@ -61,6 +61,17 @@ def test_run_settings_are_pinned(tmp_path):
     assert json.loads((tmp_path / "run.json").read_text())["detector"] == "visor"
 
 
+def test_settings_of_a_run_that_computed_nothing_bind_nothing(tmp_path):
+    # a run that failed before its first result (say, a detector that would not load) leaves run.json only
+    check_run_settings(tmp_path, {"detector": "no-such-detector"})
+    check_run_settings(tmp_path, {"detector": "embedded"})  # the corrected rerun is not refused
+    assert json.loads((tmp_path / "run.json").read_text()) == {"detector": "embedded"}
+    ResultsStore(tmp_path / "results.jsonl").append([{"key": "a"}])
+    (tmp_path / "run.json").write_text("{not json")
+    with pytest.raises(ValueError, match=r"run.json is damaged .* --overwrite"):
+        check_run_settings(tmp_path, {"detector": "embedded"})
+
+
 def test_killed_run_resumes_without_recomputing(tmp_path):
     config = EvaluationConfig(protocols=["visor", "esplora"], batch_size=2)
     items = _items(7)

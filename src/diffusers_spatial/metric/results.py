@@ -138,21 +138,30 @@ def check_run_settings(
     out_dir = Path(out_dir)
     run_file = out_dir / RUN_FILE
     settings = _jsonable(dict(settings))
+    # Settings pinned by a run that failed before its first result bind nothing: the rerun may change them.
+    computed = any(path.stat().st_size for path in out_dir.glob(RESULTS_GLOB)) if out_dir.is_dir() else False
     if not write:
-        if not overwrite and run_file.exists():
-            _compare(out_dir, json.loads(run_file.read_text(encoding="utf-8")), settings)
+        if not overwrite and computed and run_file.exists():
+            _compare(out_dir, _read_run_file(run_file), settings)
         return
     out_dir.mkdir(parents=True, exist_ok=True)
     if overwrite:
         for path in out_dir.glob(RESULTS_GLOB):
             path.unlink()
-    elif run_file.exists():
-        _compare(out_dir, json.loads(run_file.read_text(encoding="utf-8")), settings)
-    elif any(out_dir.glob(RESULTS_GLOB)):
+    elif computed and run_file.exists():
+        _compare(out_dir, _read_run_file(run_file), settings)
+    elif computed:
         raise ValueError(
             f"{out_dir} holds results but no {RUN_FILE}; pass overwrite=True (--overwrite) to start again"
         )
     atomic_write_json(run_file, settings)
+
+
+def _read_run_file(run_file: Path) -> dict:
+    try:
+        return json.loads(run_file.read_text(encoding="utf-8"))
+    except (ValueError, UnicodeDecodeError) as err:
+        raise ValueError(f"{run_file} is damaged ({err}); pass overwrite=True (--overwrite) to start again") from None
 
 
 def _compare(out_dir: Path, previous: Mapping[str, Any], settings: Mapping[str, Any]) -> None:
