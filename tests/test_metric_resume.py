@@ -68,7 +68,7 @@ def test_settings_of_a_run_that_computed_nothing_bind_nothing(tmp_path):
     assert json.loads((tmp_path / "run.json").read_text()) == {"detector": "embedded"}
     ResultsStore(tmp_path / "results.jsonl").append([{"key": "a"}])
     (tmp_path / "run.json").write_text("{not json")
-    with pytest.raises(ValueError, match=r"run.json is damaged .* --overwrite"):
+    with pytest.raises(ValueError, match=r"run.json is damaged .*--overwrite"):
         check_run_settings(tmp_path, {"detector": "embedded"})
 
 
