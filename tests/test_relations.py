@@ -595,3 +595,13 @@ def test_public_api():
         assert sorted(module.__all__) == sorted(set(module.__all__))
         for name in module.__all__:
             assert hasattr(module, name), name
+
+
+def test_errors_about_huge_prompts_stay_short():
+    from diffusers_spatial.relations import require_spatial_prompt
+
+    for text in ("a cat left of a dog and " * 50_000, "x" * 1_000_000):  # 1.2 MB and 1 MB
+        with pytest.raises(ValueError) as error:
+            require_spatial_prompt(text)
+        message = str(error.value)
+        assert len(message) < 600 and f"({len(text)} characters)" in message

@@ -10,11 +10,13 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import os
 import pkgutil
 import sys
 from collections.abc import Sequence
 
 from . import __version__, commands
+from .commands._args import CommandError
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -47,7 +49,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     if getattr(args, "func", None) is None:
         parser.print_help()
         return 2
-    result = args.func(args)
+    try:
+        result = args.func(args)
+    except CommandError as err:
+        print(err, file=sys.stderr)
+        raise
+    except (ValueError, OSError) as err:  # bad input or a path that cannot be read or written: one line, exit 2
+        if os.environ.get("DIFFUSERS_SPATIAL_TRACEBACK"):
+            raise
+        message = f"diffusers-spatial {args.command}: error: {err}"
+        print(message, file=sys.stderr)
+        raise CommandError(message) from None
     return int(result or 0)
 
 

@@ -397,6 +397,16 @@ _SUFFIX_START_RE = re.compile(
 )
 
 
+_SHOWN_CHARS, _SHOWN_MATCHES = 200, 5
+
+
+def _quoted(text: str) -> str:
+    """The prompt as an error message quotes it: whole when short, else its start and its length."""
+    if len(text) <= _SHOWN_CHARS:
+        return repr(text)
+    return f"{text[:_SHOWN_CHARS]!r}... ({len(text)} characters)"
+
+
 class MultipleRelationsError(ValueError):
     """The text holds two or more relation phrases; which one the prompt means is not guessed.
 
@@ -408,9 +418,11 @@ class MultipleRelationsError(ValueError):
     def __init__(self, text: str, matches: list[RelationMatch]):
         self.text = text
         self.matches = list(matches)
-        found = ", ".join(f"{m.phrase!r} ({m.relation}) at {m.start}" for m in self.matches)
+        found = ", ".join(f"{m.phrase!r} ({m.relation}) at {m.start}" for m in self.matches[:_SHOWN_MATCHES])
+        if len(self.matches) > _SHOWN_MATCHES:
+            found += ", ..."
         super().__init__(
-            f"prompt {text!r} contains {len(self.matches)} relation phrases: {found}; "
+            f"prompt {_quoted(text)} contains {len(self.matches)} relation phrases: {found}; "
             "a spatial prompt must contain exactly one"
         )
 
@@ -429,7 +441,7 @@ class UnparseablePromptError(ValueError):
     def __init__(self, text: str, reason: str):
         self.text = text
         self.reason = reason
-        super().__init__(f"prompt {text!r} is not a spatial prompt: {reason}")
+        super().__init__(f"prompt {_quoted(text)} is not a spatial prompt: {reason}")
 
     def __reduce__(self):
         return type(self), (self.text, self.reason)

@@ -39,6 +39,7 @@ from dataclasses import asdict, dataclass
 from itertools import combinations
 
 from .relations import CONVERSE, RELATIONS_2D, RELATIONS_3D
+from .utils.files import read_text
 from .vocabulary import COCO_CLASSES
 
 __all__ = ["SUITES", "SuitePrompt", "build_suite", "write_suite", "read_suite"]
@@ -181,12 +182,11 @@ def write_suite(prompts: Iterable[SuitePrompt], path: str | os.PathLike) -> None
 def read_suite(path: str | os.PathLike) -> list[SuitePrompt]:
     """Reads a suite written by `write_suite`."""
     prompts = []
-    with open(path, encoding="utf-8") as f:
-        for line_no, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                prompts.append(SuitePrompt(**json.loads(line)))
-            except (json.JSONDecodeError, TypeError) as err:
-                raise ValueError(f"{path}:{line_no}: not a suite prompt record ({err}).") from err
+    for line_no, line in enumerate(read_text(path).splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            prompts.append(SuitePrompt(**json.loads(line)))
+        except (json.JSONDecodeError, TypeError) as err:
+            raise ValueError(f"{path}:{line_no}: not a suite prompt record ({err}).") from err
     return prompts

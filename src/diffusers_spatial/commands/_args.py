@@ -9,6 +9,7 @@ import os
 
 __all__ = [
     "DTYPES",
+    "CommandError",
     "add_device_arguments",
     "add_sampling_arguments",
     "check_source",
@@ -16,6 +17,18 @@ __all__ = [
     "int_at_least",
     "resolve_device_and_dtype",
 ]
+
+
+class CommandError(SystemExit):
+    """A sub-command's one-line error: `cli.main` prints the message and the process exits 2, as argparse does.
+
+    A `SystemExit`, so that code calling a command outside `cli.main` still stops without a traceback.
+    """
+
+    def __init__(self, message: str):
+        super().__init__(message)
+        self.code = 2
+
 
 DTYPES = ("auto", "float32", "float16", "bfloat16")
 """Choices of the --dtype flags; "auto" keeps the checkpoint's dtype."""

@@ -21,6 +21,7 @@ import argparse
 
 from ..suites import SUITES
 from ._args import (
+    CommandError,
     add_device_arguments,
     add_sampling_arguments,
     check_source,
@@ -139,7 +140,7 @@ def run(args: argparse.Namespace) -> int:
         config = config_from_args(args)
         report = run_bench(config, args.out, progress=not args.no_progress)
     except (ValueError, OSError) as err:  # bad input, a model that cannot be found, a folder of another run
-        raise SystemExit(f"diffusers-spatial bench: error: {err}") from None
+        raise CommandError(f"diffusers-spatial bench: error: {err}") from None
     if process_state().is_main_process:
         print(format_summary(report))
         print(f"\nreport: {args.out}/report.md")

@@ -23,6 +23,9 @@ import json
 import math
 import os
 
+from ..utils.files import read_lines
+from ._args import CommandError
+
 
 def _positive_int(text: str) -> int:
     try:
@@ -157,7 +160,7 @@ def run_build_sample(args) -> int:
             args.out, seed=args.seed, collages_per_pair=args.collages_per_pair, progress=not args.no_progress
         )
     except (ValueError, PhotoUnavailableError) as err:
-        raise SystemExit(f"diffusers-spatial dataset build-sample: error: {err}") from None
+        raise CommandError(f"diffusers-spatial dataset build-sample: error: {err}") from None
     _report(stats, args.out)
     return 0
 
@@ -174,7 +177,7 @@ def run_curate(args) -> int:
         )
         stats = curate(args.input, args.out, config, progress=not args.no_progress)
     except (ValueError, FileNotFoundError) as err:
-        raise SystemExit(f"diffusers-spatial dataset curate: error: {err}") from None
+        raise CommandError(f"diffusers-spatial dataset curate: error: {err}") from None
     _report(stats, args.out)
     if args.push_to_hub:
         from ..data.runner import default_state
@@ -191,8 +194,7 @@ def _read_prompts(args) -> list[str]:
         return [p.prompt for p in build_suite(args.suite, num_pairs=args.num_pairs, seed=0)]
     if not os.path.isfile(args.prompts):
         raise ValueError(f"--prompts {args.prompts!r} is not a file")
-    with open(args.prompts, encoding="utf-8") as handle:
-        prompts = list(dict.fromkeys(line.strip() for line in handle if line.strip()))
+    prompts = read_lines(args.prompts)
     if not prompts:
         raise ValueError(f"--prompts {args.prompts!r} holds no prompts")
     return prompts
@@ -219,7 +221,7 @@ def run_synthesize(args) -> int:
             progress=not args.no_progress,
         )
     except (ValueError, FileNotFoundError) as err:
-        raise SystemExit(f"diffusers-spatial dataset synthesize: error: {err}") from None
+        raise CommandError(f"diffusers-spatial dataset synthesize: error: {err}") from None
     _report(stats, args.out)
     return 0
 
@@ -230,5 +232,5 @@ def run_push(args) -> int:
     try:
         print(push_to_hub(args.out, args.repo_id, private=args.private or None))
     except FileNotFoundError as err:
-        raise SystemExit(f"diffusers-spatial dataset push: error: {err}") from None
+        raise CommandError(f"diffusers-spatial dataset push: error: {err}") from None
     return 0

@@ -31,7 +31,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from ._args import int_at_least
+from ._args import CommandError, int_at_least
 
 REAL_MODEL = "stable-diffusion-v1-5/stable-diffusion-v1-5"
 LORA_NAME = "pytorch_lora_weights.safetensors"
@@ -131,7 +131,7 @@ def _train_lora(model: Path, dataset: Path, output_dir: Path, args: argparse.Nam
         process = subprocess.run(command, env=env, stdout=log, stderr=subprocess.STDOUT, text=True)
     if process.returncode != 0 or not (output_dir / LORA_NAME).is_file():
         tail = (output_dir / "train.log").read_text(encoding="utf-8").splitlines()[-20:]
-        raise SystemExit(
+        raise CommandError(
             f"diffusers-spatial demo: error: ESPLoRA training failed (exit {process.returncode}); last lines of "
             f"{output_dir / 'train.log'}:\n" + "\n".join(tail)
         )
@@ -179,13 +179,13 @@ def run(args: argparse.Namespace) -> int:
 
     out = Path(args.out)
     if out.exists() and not out.is_dir():
-        raise SystemExit(f"diffusers-spatial demo: error: --out {str(out)!r} exists and is not a folder")
+        raise CommandError(f"diffusers-spatial demo: error: --out {str(out)!r} exists and is not a folder")
     try:
         model = Path(args.model) if args.model else world_model_path()
     except FileNotFoundError as err:
-        raise SystemExit(f"diffusers-spatial demo: error: {err}") from None
+        raise CommandError(f"diffusers-spatial demo: error: {err}") from None
     if not (model / "model_index.json").is_file():
-        raise SystemExit(f"diffusers-spatial demo: error: --model {str(model)!r} is not a diffusers pipeline folder")
+        raise CommandError(f"diffusers-spatial demo: error: --model {str(model)!r} is not a diffusers pipeline folder")
     out.mkdir(parents=True, exist_ok=True)
     _say(WORLD_MODEL_NOTICE)
     progress = not args.no_progress
@@ -209,7 +209,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         held_out = {frozenset((p.subject, p.object)) for p in split_suite(config).evaluation}
     except ValueError as err:  # no pair left for TORE's calibration
-        raise SystemExit(f"diffusers-spatial demo: error: --num-pairs: {err}") from None
+        raise CommandError(f"diffusers-spatial demo: error: --num-pairs: {err}") from None
     _build_dataset(out / "world-dataset", args.dataset_rows, held_out, progress)
     _say(f"2/5 world base model: {model} (model card: {model / 'README.md'})")
     lora = _train_lora(model, out / "world-dataset", out / "esplora", args)
@@ -220,7 +220,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         report = run_bench(config, out / "bench", progress=progress, appendix=appendix)
     except ValueError as err:  # e.g. the folder holds a run made with other settings
-        raise SystemExit(f"diffusers-spatial demo: error: {err}") from None
+        raise CommandError(f"diffusers-spatial demo: error: {err}") from None
 
     print()
     print(format_summary(report))

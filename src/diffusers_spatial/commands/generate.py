@@ -20,7 +20,9 @@ import argparse
 import os
 
 from ..suites import SUITES
+from ..utils.files import read_lines
 from ._args import (
+    CommandError,
     add_device_arguments,
     add_sampling_arguments,
     check_source,
@@ -71,11 +73,7 @@ def _read_prompts(args) -> list:
         raise ValueError("--num-pairs samples a built-in --suite; it does not apply to --prompts")
     if not os.path.isfile(args.prompts):
         raise ValueError(f"--prompts {args.prompts!r} is not a file")
-    if args.prompts.endswith(".jsonl"):
-        prompts = read_suite(args.prompts)
-    else:
-        with open(args.prompts, encoding="utf-8") as f:
-            prompts = list(dict.fromkeys(line.strip() for line in f if line.strip()))
+    prompts = read_suite(args.prompts) if args.prompts.endswith(".jsonl") else read_lines(args.prompts)
     if not prompts:
         raise ValueError(f"--prompts {args.prompts!r} holds no prompts")
     return prompts
@@ -116,7 +114,7 @@ def run(args: argparse.Namespace) -> int:
             model_info={**describe_pipeline(pipe), "lora": args.lora},
         )
     except (ValueError, OSError) as err:  # bad input, a model that cannot be found or read
-        raise SystemExit(f"diffusers-spatial generate: error: {err}") from None
+        raise CommandError(f"diffusers-spatial generate: error: {err}") from None
     if process_state().is_main_process:
         print(f"{len(images)} images in {args.out} ({MANIFEST_NAME}, {PROMPTS_NAME})")
     return 0

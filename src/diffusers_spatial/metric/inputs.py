@@ -28,6 +28,7 @@ Examples:
 from __future__ import annotations
 
 import csv
+import io
 import json
 import os
 import re
@@ -35,6 +36,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from ..utils.files import read_text
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".gif", ".tif", ".tiff")
 _PROMPT_KEYS = ("prompt", "text", "caption")
@@ -162,7 +165,7 @@ def read_prompts(path: str | os.PathLike) -> list[PromptRecord]:
         raise FileNotFoundError(f"prompts file {str(path)!r} does not exist")
     suffix = path.suffix.lower()
     records: list[PromptRecord] = []
-    with open(path, encoding="utf-8-sig", newline="") as f:
+    with io.StringIO(read_text(path, encoding="utf-8-sig"), newline="") as f:
         if suffix in (".jsonl", ".json"):
             for line_no, line in enumerate(f, 1):
                 if not line.strip():

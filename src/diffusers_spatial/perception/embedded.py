@@ -174,14 +174,20 @@ class EmbeddedDetectorConfig:
     def __post_init__(self):
         if self.model not in EMBEDDED_MODELS:
             raise ValueError(f"Unknown embedded model {self.model!r}; available: {sorted(EMBEDDED_MODELS)}")
-        if self.score_threshold is not None and not 0.0 <= self.score_threshold <= 1.0:
+        if self.score_threshold is not None and not (
+            _is_number(self.score_threshold) and 0 <= self.score_threshold <= 1
+        ):
             raise ValueError(f"score_threshold must be in [0, 1] or None, got {self.score_threshold!r}")
-        if not 0.0 < self.nms_iou <= 1.0:
+        if not (_is_number(self.nms_iou) and 0.0 < self.nms_iou <= 1.0):
             raise ValueError(f"nms_iou must be in (0, 1], got {self.nms_iou!r}")
         if not isinstance(self.batch_size, int) or self.batch_size < 1:
             raise ValueError(f"batch_size must be a positive integer, got {self.batch_size!r}")
         if not isinstance(self.num_threads, int) or self.num_threads < 0:
             raise ValueError(f"num_threads must be a non-negative integer, got {self.num_threads!r}")
+
+
+def _is_number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
 def nms(boxes: np.ndarray, scores: np.ndarray, iou_threshold: float) -> np.ndarray:
@@ -237,6 +243,10 @@ class EmbeddedDetector:
 
     def __init__(self, config: EmbeddedDetectorConfig | None = None, **kwargs):
         config = config or EmbeddedDetectorConfig()
+        fields = [f.name for f in dataclasses.fields(EmbeddedDetectorConfig)]
+        unknown = sorted(set(kwargs) - set(fields))
+        if unknown:
+            raise ValueError(f"unknown option(s) {unknown} for the embedded detector; valid: {fields}")
         self.config = dataclasses.replace(config, **kwargs) if kwargs else config
         self.spec = EMBEDDED_MODELS[self.config.model]
         self.name: str = self.spec.name

@@ -38,6 +38,7 @@ from diffusers.utils import convert_state_dict_to_peft, convert_unet_state_dict_
 from ..tore import Tore
 from ..tore.core import TORE_CONFIG_NAME
 from ..tore.hook import ToreHook
+from ..utils.files import read_json
 from .pipeline_output import SpatialLoRAPipelineOutput
 
 logger = logging.get_logger(__name__)
@@ -400,8 +401,7 @@ def _read_json(base: str | os.PathLike, filename: str, hub_kwargs: dict[str, Any
             path = hf_hub_download(os.fspath(base), filename, **kwargs)
         except EntryNotFoundError:
             return None
-    with open(path, encoding="utf-8") as f:
-        return json.load(f)
+    return read_json(path)
 
 
 class SpatialLoRAPipeline:
@@ -789,6 +789,13 @@ class SpatialLoRAPipeline:
         `max_shard_size` and `push_to_hub` (with `repo_id=`, `commit_message=`, `private=`, `token=`,
         `create_pr=`) behave as in diffusers.
         """
+        repo_id = kwargs.get("repo_id") if push_to_hub else None
+        self._save_folder(save_directory, safe_serialization, variant, max_shard_size, repo_id)
+        if push_to_hub:
+            self._upload(save_directory, **kwargs)
+
+    def _save_folder(self, save_directory, safe_serialization, variant, max_shard_size, repo_id) -> None:
+        """Write the folder (the card naming `repo_id` when the folder is going to the Hub)."""
         if not safe_serialization:
             raise ValueError("SpatialLoRAPipeline saves safetensors only (safe_serialization=False is not supported)")
         os.makedirs(save_directory, exist_ok=True)
@@ -805,10 +812,7 @@ class SpatialLoRAPipeline:
                 self._install_spatial_lora(state)
         if self.has_spatial_lora:
             self._write_lora(save_directory)
-        repo_id = kwargs.get("repo_id") if push_to_hub else None
         self._write_extras(save_directory, repo_id)
-        if push_to_hub:
-            self._upload(save_directory, **kwargs)
 
     def _write_lora(self, save_directory: str | os.PathLike) -> None:
         from safetensors.torch import save_file
@@ -909,10 +913,7 @@ class SpatialLoRAPipeline:
     ) -> str:
         """Save the pipeline (with a model card naming `repo_id`) into a temporary folder and upload it to `repo_id`."""
         with tempfile.TemporaryDirectory() as tmp:
-            self.save_pretrained(
-                tmp, safe_serialization=safe_serialization, variant=variant, max_shard_size=max_shard_size
-            )
-            self.model_card(repo_id).save(os.path.join(tmp, "README.md"))
+            self._save_folder(tmp, safe_serialization, variant, max_shard_size, repo_id)
             return self._upload(
                 tmp, repo_id=repo_id, commit_message=commit_message, private=private, token=token, create_pr=create_pr
             )

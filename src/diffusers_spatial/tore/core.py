@@ -35,6 +35,7 @@ from diffusers.configuration_utils import ConfigMixin
 
 from ..geometry.bias import triplet_key as bias_triplet_key
 from ..relations import CONVERSE, MultipleRelationsError, head_noun, normalize_relation, parse_spatial_prompt
+from ..utils.files import read_json
 
 __all__ = ["TORE_CONFIG_NAME", "Tore", "ToreDecision", "triplet_key"]
 
@@ -432,11 +433,7 @@ def _find_bias_table(report: Any, protocol: str | None) -> Mapping[str, Any]:
             raise ValueError(
                 f"{path!r} is a folder; pass the report / bias table JSON file (or use Tore.from_pretrained)"
             )
-        try:
-            with open(path, encoding="utf-8") as f:
-                report = json.load(f)
-        except json.JSONDecodeError as err:
-            raise ValueError(f"{path!r} is not valid JSON: {err}") from err
+        report = read_json(path)
     if not isinstance(report, Mapping):
         raise TypeError(f"expected a bias table, a report dict or a JSON path, got {type(report).__name__}")
     if "relations" in report and "bias_table" not in report:
