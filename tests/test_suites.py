@@ -56,6 +56,10 @@ def test_bad_arguments():
         build_suite("nope")
     with pytest.raises(ValueError, match="num_pairs"):
         build_suite("sr2d", num_pairs=0)
+    with pytest.raises(ValueError, match="num_pairs must be an integer >= 1 or None, got '3'"):
+        build_suite("sr2d", num_pairs="3")
+    with pytest.raises(ValueError, match="seed must be an integer, got 'x'"):
+        build_suite("sr2d", num_pairs=3, seed="x")
 
 
 def test_jsonl_round_trip(tmp_path):

@@ -85,6 +85,9 @@ def test_lists_positional_prompts_and_prompt_embeds(sd):
         spatial(42, num_inference_steps=1)
     with pytest.raises(TypeError, match="use_tore must be True or False, got 'no'"):
         spatial(WRITTEN, num_inference_steps=1, use_tore="no")
+    for steps in (0, -1, 2.5):  # diffusers itself divides by zero on 0
+        with pytest.raises(ValueError, match=f"num_inference_steps must be an integer >= 1, got {steps}"):
+            spatial(WRITTEN, num_inference_steps=steps)
 
 
 def test_hook_on_its_own_and_bad_input(sd):

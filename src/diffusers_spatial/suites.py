@@ -124,6 +124,10 @@ def _spec(name: str) -> tuple[Sequence[str], dict[str, str], str, Sequence[str]]
     raise ValueError(f"Unknown prompt suite {name!r}; choose one of {', '.join(SUITES)}.")
 
 
+def _is_int(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
 def build_suite(name: str, *, num_pairs: int | None = None, seed: int = 0) -> list[SuitePrompt]:
     """Builds a prompt suite.
 
@@ -138,8 +142,10 @@ def build_suite(name: str, *, num_pairs: int | None = None, seed: int = 0) -> li
         its counterfactual twin "B converse(r) A" (order "swapped"), sharing one `fact_id`.
     """
     objects, phrases, template, relations = _spec(name)
-    if num_pairs is not None and num_pairs < 1:
-        raise ValueError(f"num_pairs must be >= 1 or None, got {num_pairs}.")
+    if num_pairs is not None and (not _is_int(num_pairs) or num_pairs < 1):
+        raise ValueError(f"num_pairs must be an integer >= 1 or None, got {num_pairs!r}.")
+    if not _is_int(seed):
+        raise ValueError(f"seed must be an integer, got {seed!r}.")
     pairs = _world_pairs() if name in ("world", "world_3d") else list(combinations(objects, 2))
     rng = random.Random(seed)
     rng.shuffle(pairs)
