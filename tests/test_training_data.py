@@ -92,5 +92,12 @@ def test_load_errors_name_the_source(tmp_path):
         load_training_dataset()
     with pytest.raises(ValueError, match="is not a directory"):
         load_training_dataset(train_data_dir=tmp_path / "missing")
+    (tmp_path / "folder").mkdir()
+    (tmp_path / "folder" / "metadata.jsonl").write_text("\n")
+    with pytest.raises(ValueError, match="metadata.jsonl' is empty"):  # datasets: IndexError
+        load_training_dataset(train_data_dir=tmp_path / "folder")
+    (tmp_path / "folder" / "metadata.jsonl").write_bytes(b"\xff\xfe")
+    with pytest.raises(ValueError, match="metadata.jsonl' is not UTF-8 text"):
+        load_training_dataset(train_data_dir=tmp_path / "folder")
     with pytest.raises(ValueError, match="looks like a local path but does not exist"):
         load_training_dataset("./missing-dataset")

@@ -34,6 +34,8 @@ import datasets
 from PIL import Image
 from tqdm.auto import tqdm
 
+from ..utils.files import read_text
+
 __all__ = [
     "DEFAULT_CAPTION_COLUMN",
     "DEFAULT_IMAGE_COLUMN",
@@ -117,6 +119,7 @@ def load_training_dataset(
     else:
         if not os.path.isdir(train_data_dir):
             raise ValueError(f"--train_data_dir {os.fspath(train_data_dir)!r} is not a directory.")
+        _check_metadata(train_data_dir)
         loaded = datasets.load_dataset("imagefolder", data_dir=os.fspath(train_data_dir), cache_dir=cache_dir)
         source = os.fspath(train_data_dir)
     if isinstance(loaded, datasets.DatasetDict):
@@ -124,6 +127,14 @@ def load_training_dataset(
             raise ValueError(f"dataset {source!r} has no split {split!r}; splits: {', '.join(loaded)}")
         loaded = loaded[split]
     return loaded
+
+
+def _check_metadata(folder: str | os.PathLike) -> None:
+    """An ImageFolder's metadata.jsonl that is empty or not UTF-8 (datasets fails with an IndexError / a decode error
+    that names no file)."""
+    path = os.path.join(folder, "metadata.jsonl")
+    if os.path.isfile(path) and not read_text(path).strip():
+        raise ValueError(f"{path!r} is empty: an ImageFolder's metadata.jsonl holds one JSON line per image")
 
 
 def _caption_is_empty(value) -> bool:
