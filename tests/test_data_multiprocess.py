@@ -62,4 +62,6 @@ def test_two_processes_split_shards_and_match_one_process(tmp_path):
     workers = {entry["worker"] for entry in read_manifest(double).values()}
     assert workers == {"0/2", "1/2"}
     assert _rows(double) == _rows(single)
-    assert json.loads((double / "stats.json").read_text()) == json.loads((single / "stats.json").read_text())
+    assert json.loads((double / ".curation" / "stats.json").read_text()) == json.loads(
+        (single / ".curation" / "stats.json").read_text()
+    )

@@ -61,7 +61,9 @@ def _data_files(folder):
 def _assert_same_output(folder, reference_folder):
     assert _data_files(folder) == _data_files(reference_folder)
     assert _rows(folder) == _rows(reference_folder)
-    assert json.loads((folder / "stats.json").read_text()) == json.loads((reference_folder / "stats.json").read_text())
+    assert json.loads((folder / ".curation" / "stats.json").read_text()) == json.loads(
+        (reference_folder / ".curation" / "stats.json").read_text()
+    )
 
 
 def test_reference_run_accounts_for_every_row(reference):
@@ -71,7 +73,7 @@ def test_reference_run_accounts_for_every_row(reference):
     assert stats["rows_in"] == stats["rows_out"] + sum(stats["skipped"].values())
     assert set(stats["skipped"]) == set(SKIP_REASONS) and set(stats["shard_issues"]) == set(SHARD_REASONS)
     assert stats["rows_out"] == len(_rows(out)) == sum(stats["rows_by_config"].values())
-    assert (out / "plots" / "relation_balance.png").stat().st_size > 0
+    assert (out / ".curation" / "plots" / "relation_balance.png").stat().st_size > 0
     assert (out / "README.md").read_text().startswith("---\n")
 
 

@@ -22,6 +22,10 @@ def sample(tmp_path_factory):
 def test_load_dataset_gives_typed_columns(sample):
     ds = datasets.load_dataset(str(sample), split="train")
     assert ds.features == SPATIAL_FEATURES
+    # the folder holds what its Hub repo holds: the raw input lives beside it, every way of loading agrees
+    assert not (sample / "input").exists() and (sample.with_name(sample.name + "-input")).is_dir()
+    as_parquet = datasets.load_dataset("parquet", data_dir=str(sample), split="train")
+    assert sorted(as_parquet["key"]) == sorted(ds["key"])
     row = ds[0]
     assert row["image"].mode == "RGB" and row["image"].size[0] > 0
     assert isinstance(row["boxes"][0]["box"], list) and len(row["boxes"][0]["box"]) == 4
@@ -60,7 +64,7 @@ def test_rows_are_verified_and_come_from_every_path(sample):
 
 
 def test_every_kind_of_bad_input_is_counted(sample):
-    stats = json.loads((sample / "stats.json").read_text())
+    stats = json.loads((sample / ".curation" / "stats.json").read_text())
     for reason in (
         "missing_image",
         "corrupt_image",
@@ -73,7 +77,7 @@ def test_every_kind_of_bad_input_is_counted(sample):
     assert stats["shard_issues"]["empty_shard"] == 1 and stats["shard_issues"]["truncated_tar"] == 1
     assert stats["rows_in"] == stats["rows_out"] + sum(stats["skipped"].values())
     for plot in ("relation_balance", "order_balance", "object_frequency", "skip_reasons"):
-        assert (sample / "plots" / f"{plot}.png").stat().st_size > 1000
+        assert (sample / ".curation" / "plots" / f"{plot}.png").stat().st_size > 1000
 
 
 def test_cli_errors_name_the_problem(tmp_path, capsys):

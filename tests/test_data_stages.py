@@ -26,7 +26,7 @@ from diffusers_spatial.data.stages import (
     verify_stage,
 )
 from diffusers_spatial.data.synthesis import explicit_prompt, order_flip, synthesize_prompt
-from diffusers_spatial.data.writer import ShardWriter, atomic_write_json, completed_shards
+from diffusers_spatial.data.writer import ShardWriter, atomic_write_json, completed_shards, manifest_dir
 from diffusers_spatial.relations import CONVERSE, parse_spatial_prompt
 
 
@@ -449,7 +449,7 @@ def test_completed_shards_needs_the_entry_and_its_files(tmp_path):
     writer.write([_row("a")])
     files = writer.commit()
     assert completed_shards(tmp_path) == set()
-    atomic_write_json(tmp_path / "manifest" / "s1.json", {"shard": "s1", "files": files})
+    atomic_write_json(manifest_dir(tmp_path) / "s1.json", {"shard": "s1", "files": files})
     assert completed_shards(tmp_path) == {"s1"}
     (tmp_path / files[0]["path"]).unlink()
     assert completed_shards(tmp_path) == set()  # redone on resume

@@ -36,7 +36,7 @@ def demo_run(tmp_path_factory):
 @pytest.mark.slow
 def test_demo_runs_the_whole_loop_on_the_world(demo_run):
     out, printed = demo_run
-    assert (out / "world-dataset" / "stats.json").is_file()
+    assert (out / "world-dataset" / ".curation" / "stats.json").is_file()
     assert (out / "esplora" / "pytorch_lora_weights.safetensors").is_file()
     report = json.loads((out / "bench" / "report.json").read_text())
     assert list(report["variants"]) == ["baseline", "tore", "lora", "lora_tore"]

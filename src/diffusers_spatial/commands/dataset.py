@@ -75,7 +75,7 @@ def register(subparsers) -> None:
         "build-sample",
         help="Build the offline sample dataset from real photos (scikit-image + Debian darknet).",
         description="Write a small LAION-style input (collages of real photo crops with right, wrong and missing "
-        "relations, the darknet photos, and one of each kind of bad input) to OUT/input and curate it into OUT.",
+        "relations, the darknet photos, and one of each kind of bad input) to OUT-input and curate it into OUT.",
     )
     sample.add_argument("--out", required=True, help="Dataset folder to write (resumed if it holds a run).")
     sample.add_argument("--seed", type=int, default=0, help="Layout and caption seed (default 0).")

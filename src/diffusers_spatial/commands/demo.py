@@ -31,6 +31,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+from ..data.writer import stats_path
 from ._args import CommandError, int_at_least
 
 REAL_MODEL = "stable-diffusion-v1-5/stable-diffusion-v1-5"
@@ -98,7 +99,7 @@ def _say(message: str) -> None:
 def _build_dataset(folder: Path, rows: int, held_out: set, progress: bool) -> None:
     from ..world.dataset import write_world_dataset
 
-    if (folder / "stats.json").is_file():  # written last: the dataset is complete
+    if stats_path(folder).is_file():  # written last: the dataset is complete
         _say(f"1/5 world dataset: already written in {folder}")
         return
     _say(

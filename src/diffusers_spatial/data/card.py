@@ -35,7 +35,7 @@ import yaml
 from ..relations import RELATIONS
 from .schema import SHARD_REASONS, SKIP_REASONS, SPATIAL_FEATURES
 from .statistics import plot_statistics, run_statistics
-from .writer import atomic_write_bytes, atomic_write_json
+from .writer import atomic_write_bytes, atomic_write_json, plots_dir, stats_path
 
 __all__ = ["CONFIG_PATTERNS", "dataset_card", "finalize_dataset", "push_to_hub"]
 
@@ -181,10 +181,10 @@ Object order balance (pairs named in both orders equally often give imbalance 0)
 | --- | --- | --- | --- | --- |
 {order}
 
-![relation balance](plots/relation_balance.png)
-![order balance](plots/order_balance.png)
-![object frequency](plots/object_frequency.png)
-![skip reasons](plots/skip_reasons.png)
+![relation balance](.curation/plots/relation_balance.png)
+![order balance](.curation/plots/order_balance.png)
+![object frequency](.curation/plots/object_frequency.png)
+![skip reasons](.curation/plots/skip_reasons.png)
 
 ## Licence
 
@@ -195,11 +195,11 @@ requests. Verified generations carry the generator's output licence.
 
 
 def finalize_dataset(output_dir: str | os.PathLike, **card_kwargs) -> dict:
-    """Write `stats.json`, the plots and the dataset card for an output folder; returns the statistics."""
+    """Write `.curation/stats.json`, the plots and the dataset card for an output folder; returns the statistics."""
     output_dir = Path(output_dir)
     stats = run_statistics(output_dir)
-    atomic_write_json(output_dir / "stats.json", stats)
-    plot_statistics(stats, output_dir / "plots")
+    plot_statistics(stats, plots_dir(output_dir))
+    atomic_write_json(stats_path(output_dir), stats)
     atomic_write_bytes(output_dir / "README.md", dataset_card(stats, **card_kwargs).encode("utf-8"))
     return stats
 
@@ -247,7 +247,7 @@ def push_to_hub(
         repo_id=repo_id,
         repo_type="dataset",
         folder_path=output_dir,
-        allow_patterns=["README.md", "stats.json", "plots/*.png"],
+        allow_patterns=["README.md", ".curation/stats.json", ".curation/plots/*.png"],
         revision=revision,
         commit_message=commit_message,
     )

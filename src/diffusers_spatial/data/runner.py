@@ -8,7 +8,7 @@ run, started again with the same command, skips the finished shards, redoes the 
 ends with exactly the rows an uninterrupted run writes. Memory is bounded by `CurationConfig.batch_size`
 whatever the input size: records stream from the shard, through the stages, into the parquet writer.
 
-When every process is done, the main process merges the manifest into `stats.json` (rows read and written,
+When every process is done, the main process merges the manifest into `.curation/stats.json` (rows read and written,
 every skip reason, every shard issue), draws the statistics plots and writes the dataset card.
 
 Examples:
@@ -48,6 +48,7 @@ from .writer import (
     completed_shards,
     manifest_dir,
     remove_stale_temporaries,
+    stats_path,
 )
 
 logger = logging.get_logger(__name__)
@@ -213,7 +214,7 @@ def run_shards(
         remove_stale_temporaries(output_dir)
         finalize_dataset(output_dir)
     state.wait_for_everyone()
-    return json.loads((output_dir / "stats.json").read_text(encoding="utf-8"))
+    return json.loads(stats_path(output_dir).read_text(encoding="utf-8"))
 
 
 def curate(
@@ -239,10 +240,10 @@ def curate(
         state: accelerate's `PartialState` (default: `default_state()`, from the launcher's environment).
         progress: show a progress bar over this process's shards.
         on_shard_done: called with each shard's manifest entry right after it is committed.
-        finalize: write stats.json, plots and the dataset card when every process is done.
+        finalize: write `.curation/stats.json`, the plots and the dataset card when every process is done.
 
     Returns:
-        The run statistics (`statistics.run_statistics`, also in `stats.json`) once finalized, else this
+        The run statistics (`statistics.run_statistics`, also in `.curation/stats.json`) once finalized, else this
         process's shard entries merged.
 
     Raises:

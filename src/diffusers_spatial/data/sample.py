@@ -1,6 +1,6 @@
 """The offline sample dataset: built from nothing but real photos installed on the machine.
 
-`build_sample(out)` writes a small LAION-style input (`out/input/`: img2dataset webdataset shards, tar +
+`build_sample(out)` writes a small LAION-style input (`out-input/`, beside the dataset: img2dataset webdataset shards, tar +
 parquet) and curates it into a spatial dataset at `out/` with the real pipeline (embedded detector, esplora
 verification, synthesis, quality filters, shard runner, card). The input holds:
 
@@ -299,7 +299,9 @@ def build_sample(
 
     Args:
         output_dir: the dataset folder (load it with `datasets.load_dataset(output_dir)`).
-        input_dir: where the LAION-style input shards go (default `<output_dir>/input`).
+        input_dir: where the LAION-style input shards go (default: `<output_dir>-input` beside the dataset, so
+            that the dataset folder holds only what its Hub repo holds: `load_dataset("parquet", data_dir=...)` would
+            otherwise read the raw input's parquet files as rows).
         config: curation settings (default: `CurationConfig()` with `shard_size` irrelevant here).
         perception: a ready `Perception` (default: the embedded detector, no depth model: the collages'
             ground-truth depth is the only depth).
@@ -314,7 +316,7 @@ def build_sample(
     from .runner import curate
 
     output_dir = Path(output_dir)
-    input_dir = Path(input_dir) if input_dir is not None else output_dir / "input"
+    input_dir = Path(input_dir) if input_dir is not None else output_dir.with_name(output_dir.name + "-input")
     load_photo("cat"), photo_path("dog")  # fail early, with the install hint, if a photo source is missing
     write_sample_input(input_dir, seed=seed, collages_per_pair=collages_per_pair)
     return curate(input_dir, output_dir, config, perception=perception, progress=progress)

@@ -2,7 +2,7 @@
 
 `run_statistics(output_dir)` merges the manifest entries of every finished shard - so a resumed run reports
 exactly what an uninterrupted one does - and reads the few small columns it needs from the written parquet
-files, one record batch at a time. It returns (and `card.finalize_dataset` writes to `stats.json`):
+files, one record batch at a time. It returns (and `card.finalize_dataset` writes to `.curation/stats.json`):
 
 - `rows_in`, `rows_out`, `skipped` (every reason of `schema.SKIP_REASONS`, zeros included), `shard_issues`
   (every reason of `schema.SHARD_REASONS`), `shards`, `rows_by_config` (`natural-2d`, ...);

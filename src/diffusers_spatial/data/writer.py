@@ -3,12 +3,15 @@
 Layout of an output folder (the Hub dataset is this folder):
 
 ```
-README.md                          dataset card: YAML `configs:` + typed `features` (see `card.py`)
-data/<source>-<2d|3d>/<shard>.parquet   rows, images embedded as bytes
-manifest/<shard>.json              one entry per finished shard: its files, row counts, skip reasons
-manifest/runs/<run>.json           the settings of each run, checked when it resumes
-stats.json, plots/*.png            statistics over the whole output (see `statistics.py`)
+README.md                                dataset card: YAML `configs:` + typed `features` (see `card.py`)
+data/<source>-<2d|3d>/<shard>.parquet    rows, images embedded as bytes
+.curation/stats.json, .curation/plots/   statistics over the whole output (see `statistics.py`)
+.curation/manifest/<shard>.json          one entry per finished shard: its files, row counts, skip reasons
+.curation/manifest/runs/<run>.json       the settings of each run, checked when it resumes
 ```
+
+Everything but the card and the data lives under `.curation/`: `datasets` skips hidden folders, so
+`load_dataset(folder)`, `load_dataset("parquet", data_dir=folder)` and the Hub's viewer read the rows only.
 
 A `ShardWriter` streams row groups into hidden temporary files (`.<name>.<pid>.tmp`, ignored by every
 `data_files` glob) and `commit()` renames them into place with `os.replace` (atomic on POSIX and Windows); the
@@ -37,15 +40,26 @@ __all__ = [
     "atomic_write_json",
     "completed_shards",
     "manifest_dir",
+    "plots_dir",
     "read_manifest",
     "remove_stale_temporaries",
+    "stats_path",
 ]
 
-_MANIFEST = "manifest"
+RUN_STATE_DIR = ".curation"
 
 
 def manifest_dir(output_dir: str | os.PathLike) -> Path:
-    return Path(output_dir) / _MANIFEST
+    return Path(output_dir) / RUN_STATE_DIR / "manifest"
+
+
+def stats_path(output_dir: str | os.PathLike) -> Path:
+    """The run statistics (written last: its presence means the dataset is complete)."""
+    return Path(output_dir) / RUN_STATE_DIR / "stats.json"
+
+
+def plots_dir(output_dir: str | os.PathLike) -> Path:
+    return Path(output_dir) / RUN_STATE_DIR / "plots"
 
 
 def read_manifest(output_dir: str | os.PathLike) -> dict[str, dict]:

@@ -746,9 +746,13 @@ class SpatialLoRAPipeline:
         if not isinstance(use_tore, bool):
             raise TypeError(f"use_tore must be True or False, got {use_tore!r}")
         steps = arguments.get("num_inference_steps")
-        if steps is not None and arguments.get("timesteps") is None and arguments.get("sigmas") is None:
-            if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:  # diffusers: ZeroDivisionError
-                raise ValueError(f"num_inference_steps must be an integer >= 1, got {steps!r}")
+        scheduled = arguments.get("timesteps") is not None or arguments.get("sigmas") is not None
+        if (
+            not scheduled
+            and steps is not None
+            and (isinstance(steps, bool) or not isinstance(steps, int) or steps < 1)
+        ):
+            raise ValueError(f"num_inference_steps must be an integer >= 1, got {steps!r}")  # diffusers: 1 / 0
         call = self._base_pipeline_class.__call__
         return_dict = arguments.pop("return_dict", True)
         # 1. TORE: choose, per prompt, the variant the model renders best (or keep the prompt as written).

@@ -2,7 +2,7 @@
 
 `write_world_dataset(out_dir, num_rows=...)` renders verified world samples (`captions.world_sample`) into exactly
 the folder layout `diffusers-spatial dataset curate` writes (`data/synthetic-2d/<shard>.parquet`, `manifest/`,
-`stats.json`, `plots/`, `README.md` with typed `configs`), so `datasets.load_dataset(out_dir)`, the training
+`.curation/` statistics and plots, `README.md` with typed `configs`), so `datasets.load_dataset(out_dir)`, the training
 scripts (`--dataset_name out_dir`) and `diffusers-spatial dataset push` take it unchanged. Rows are a pure function
 of `(config, seed, index)`: the writer is resumable shard by shard and a killed run loses nothing.
 
