@@ -95,7 +95,7 @@ def test_real_photos_through_the_embedded_detector(collages):
 
 def test_cli_writes_report_plots_and_results(cli_run, photo_folder):
     names = sorted(p.name for p in cli_run.iterdir())
-    pngs = ["accuracy_per_relation.png", "order_bias.png"]
+    pngs = ["accuracy_per_relation.png", "order_bias.png", "contact_sheet.png"]
     pngs += [f"confusion_{p}.png" for p in ("esplora", "geneval", "t2i_compbench_2d", "t2i_compbench_3d", "visor")]
     assert names == sorted(["report.json", "report.md", "results.jsonl", "run.json", *pngs])
     for name in pngs:
@@ -110,6 +110,27 @@ def test_cli_writes_report_plots_and_results(cli_run, photo_folder):
     assert len((cli_run / "results.jsonl").read_text().splitlines()) == 7
     markdown = (cli_run / "report.md").read_text()
     assert "## Images left out (undetermined)" in markdown and "![accuracy per relation]" in markdown
+    assert "![images, boxes and verdicts](contact_sheet.png)" in markdown
+
+
+def test_contact_sheet_skips_what_cannot_be_drawn(tmp_path):
+    from PIL import Image
+
+    from diffusers_spatial.metric.contact_sheet import plot_contact_sheet
+
+    Image.new("RGB", (40, 30), "white").save(tmp_path / "ok.png")
+    (tmp_path / "broken.png").write_bytes(b"not an image")
+    record = {"prompt": "a cat left of a dog", "detections": [], "subject_label": "cat", "object_label": "dog"}
+    scored = {"visor": {"correct": False, "details": {}}, "esplora": {"correct": None, "details": {"reason": "why"}}}
+    records = [
+        {**record, "key": "broken.png", "reason": "not an image file", "scores": {}},
+        {**record, "key": "ok.png", "reason": None, "scores": scored},
+        {**record, "key": "gone.png", "reason": None, "scores": scored},  # no path given: left out
+    ]
+    paths = {"broken.png": tmp_path / "broken.png", "ok.png": tmp_path / "ok.png"}
+    sheet = plot_contact_sheet(records, paths, ["visor", "esplora"], tmp_path / "sheet.png")
+    with Image.open(sheet) as image:
+        assert image.width > image.height > 100  # one row, two columns
 
 
 def test_cli_resumes_after_a_partial_results_file(cli_run, photo_folder, tmp_path, monkeypatch):

@@ -71,6 +71,14 @@ from typing import Any
 
 from diffusers.utils import logging
 
+from .metric.contact_sheet import (
+    OBJECT_COLOR,
+    SUBJECT_COLOR,
+    image_verdict,
+    plot_image_grid,
+    select_grid_keys,
+    verdict_reason,
+)
 from .metric.report import format_cell, markdown_table
 from .suites import SUITES, SuitePrompt, build_suite, write_suite
 from .utils.atomic import atomic_write_text
@@ -616,13 +624,6 @@ def run_bench(
 # --------------------------------------------------------------------------------------------------------------
 
 
-def _verdict(record: Mapping[str, Any] | None, protocol: str) -> bool | None:
-    """True / False when `protocol` judged the image, None when it could not (undetermined, out of scope)."""
-    if record is None or record.get("reason") is not None or protocol not in record.get("scores", {}):
-        return None
-    return record["scores"][protocol]["correct"]
-
-
 def compare_variants(
     reports: Mapping[str, Mapping[str, Any]],
     verdicts: Mapping[str, Mapping[str, bool | None]],
@@ -731,7 +732,7 @@ def build_bench_report(
     """Gather every stage's outputs into the bench report (JSON-serialisable)."""
     primary = config.evaluation_config().primary_protocol
     verdicts = {
-        name: {row["key"]: _verdict(result.records.get(row["key"]), primary) for row in result.images}
+        name: {row["key"]: image_verdict(result.records.get(row["key"]), primary) for row in result.images}
         for name, result in results.items()
     }
     comparison = compare_variants({n: r.report for n, r in results.items()}, verdicts, primary)
@@ -1076,122 +1077,12 @@ def plot_per_relation(report: Mapping[str, Any], path: str | os.PathLike) -> Pat
     return out
 
 
-def select_grid_keys(verdicts: Mapping[str, Mapping[str, bool | None]], max_rows: int = 8) -> list[str]:
-    """Pick the images of the grid: where the variants disagree first (up to half the rows), then the
-    baseline's successes and failures in turn, then the rest; each group in the images' order.
-
-    Args:
-        verdicts: variant -> image key -> verdict (True / False / None); the first variant is the reference.
-        max_rows: how many keys to return at most.
-
-    Examples:
-
-    ```py
-    >>> select_grid_keys({"baseline": {"a": False, "b": True, "c": False, "d": None},
-    ...                   "tore": {"a": False, "b": True, "c": True, "d": None}}, max_rows=3)
-    ['c', 'b', 'a']
-
-    ```
-    """
-    names = list(verdicts)
-    keys = list(verdicts[names[0]])
-    disagree = [k for k in keys if len({verdicts[n].get(k) for n in names}) > 1]
-    chosen = disagree[: max(1, max_rows // 2)]
-    successes = [k for k in keys if k not in chosen and verdicts[names[0]][k] is True]
-    failures = [k for k in keys if k not in chosen and verdicts[names[0]][k] is False]
-    for k in range(max(len(successes), len(failures))):
-        chosen += [group[k] for group in (successes, failures) if k < len(group)]
-    chosen += [k for k in keys if k not in chosen]
-    return chosen[:max_rows]
-
-
-_VERDICT_COLORS = {True: "tab:green", False: "tab:red", None: "tab:gray"}
-_SUBJECT_COLOR, _OBJECT_COLOR = "yellow", "magenta"
-_VERDICT_TEXT = {True: "right", False: "wrong", None: "undetermined"}
-
-
-def plot_image_grid(
-    rows: Sequence[Mapping[str, Any]], columns: Sequence[str], path: str | os.PathLike, *, title: str
-) -> Path:
-    """An image grid: one row per image key, one column per variant.
-
-    Args:
-        rows: per row, `{"prompt": ..., "cells": [per column {"path", "prompt_used", "verdict", "detections",
-            "labels": (subject label, object label), "why": a few words or None} or None]}`.
-        columns: the column titles (variant labels).
-        path: the PNG to write.
-        title: the figure title.
-    """
-    import textwrap
-
-    from matplotlib.patches import Rectangle
-    from PIL import Image
-
-    from .metric.plots import pyplot, save_figure
-
-    plt = pyplot()
-    n_rows, n_cols = max(1, len(rows)), len(columns)
-    fig, axes = plt.subplots(n_rows, n_cols, figsize=(2.5 * n_cols + 1.6, 2.9 * n_rows + 0.8), squeeze=False)
-    for i in range(n_rows):
-        for j in range(n_cols):
-            ax = axes[i][j]
-            ax.set_xticks([])
-            ax.set_yticks([])
-            cell = rows[i]["cells"][j] if i < len(rows) else None
-            if cell is None:
-                ax.axis("off")
-                continue
-            with Image.open(cell["path"]) as image:
-                width, height = image.size
-                ax.imshow(image.convert("RGB"), interpolation="nearest", extent=(0, width, height, 0))
-            subject_label, object_label = cell["labels"]
-            for det in cell["detections"]:
-                color = {subject_label: _SUBJECT_COLOR, object_label: _OBJECT_COLOR}.get(det["label"])
-                if color is None:
-                    continue
-                x1, y1, x2, y2 = det["box"]
-                for edge, line in (("black", 3.0), (color, 1.5)):  # a dark halo keeps the box visible on any image
-                    ax.add_patch(Rectangle((x1, y1), x2 - x1, y2 - y1, fill=False, edgecolor=edge, linewidth=line))
-            color = _VERDICT_COLORS[cell["verdict"]]
-            for spine in ax.spines.values():
-                spine.set_edgecolor(color)
-                spine.set_linewidth(4)
-            ax.set_xlim(0, width)
-            ax.set_ylim(height, 0)
-            caption = "\n".join(textwrap.wrap(cell["prompt_used"], 30)[:3])
-            outcome = _VERDICT_TEXT[cell["verdict"]]
-            if cell.get("why"):
-                outcome += f" ({textwrap.shorten(cell['why'], 34, placeholder='...')})"
-            ax.set_xlabel(f"{caption}\n{outcome}", fontsize=7, color=color)
-            if i == 0:
-                ax.set_title(columns[j], fontsize=9, fontweight="bold")
-            if j == 0:
-                ax.set_ylabel("\n".join(textwrap.wrap(rows[i]["prompt"], 22)[:4]), fontsize=7)
-    if not rows:
-        axes[0][0].text(0.5, 0.5, "no image", ha="center", va="center")
-    fig.suptitle(title, fontsize=9)
-    fig.tight_layout(rect=(0, 0, 1, 1 - 0.5 / fig.get_figheight()))  # keep the title clear of the column titles
-    out = save_figure(fig, Path(path))
-    plt.close(fig)
-    return out
-
-
-def _why(record: Mapping[str, Any], protocol: str) -> str | None:
-    """A few words on a verdict: what the objects were seen doing, or why the image is undetermined."""
-    if record.get("reason"):
-        return record["reason"]
-    detected = record.get("detected", {}).get(protocol)
-    if detected is None or detected == record.get("relation"):
-        return None
-    return detected if " " in detected else f"seen {detected}"
-
-
 def _grid_rows(report: Mapping[str, Any], results: Mapping[str, StageResult], max_rows: int) -> list[dict]:
     primary = report["primary_protocol"]
     names = list(report["variants"])
     by_key = {name: {row["key"]: row for row in results[name].images} for name in names}
     verdicts = {
-        name: {key: _verdict(results[name].records.get(key), primary) for key in by_key[name]} for name in names
+        name: {key: image_verdict(results[name].records.get(key), primary) for key in by_key[name]} for name in names
     }
     rows = []
     for key in select_grid_keys(verdicts, max_rows):
@@ -1207,7 +1098,7 @@ def _grid_rows(report: Mapping[str, Any], results: Mapping[str, StageResult], ma
                     "verdict": verdicts[name].get(key),
                     "detections": record.get("detections", []),
                     "labels": (record.get("subject_label"), record.get("object_label")),
-                    "why": _why(record, primary),
+                    "why": verdict_reason(record, primary),
                 }
             )
         rows.append({"prompt": by_key[names[0]][key]["prompt"], "cells": cells})
@@ -1230,7 +1121,7 @@ def write_bench_report(
             out_dir / "grid.png",
             title=_title(
                 f"Evaluation images and their {report['primary_protocol']} verdicts (frame: green right, red wrong, "
-                f"grey undetermined; boxes: subject {_SUBJECT_COLOR}, object {_OBJECT_COLOR})",
+                f"grey undetermined; boxes: subject {SUBJECT_COLOR}, object {OBJECT_COLOR})",
                 notice,
             ),
         ),

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -180,7 +181,14 @@ def run(args: argparse.Namespace) -> int:
         raise
     if not is_main:
         return 0
-    written = write_report(report, out_dir, plots=not args.no_plots)
+    keys = {item.key for item in items}
+    written = write_report(
+        report,
+        out_dir,
+        plots=not args.no_plots,
+        records=[r for r in read_results(out_dir) if r["key"] in keys],
+        image_paths={item.key: item.image for item in items if isinstance(item.image, (str, os.PathLike))},
+    )
     if not args.quiet:
         _print_summary(report, written)
     return 0

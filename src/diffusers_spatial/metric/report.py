@@ -223,6 +223,8 @@ def render_markdown(report: Mapping[str, Any], plots: Mapping[str, str] | None =
     for protocol, figures in report["summary"].items():
         out += [f"**{protocol}**", ""]
         out += markdown_table(list(figures), [list(figures.values())])
+    if "contact_sheet" in plots:
+        out += [f"![images, boxes and verdicts]({plots['contact_sheet']})", ""]
     if "accuracy_per_relation" in plots:
         out += [f"![accuracy per relation]({plots['accuracy_per_relation']})", ""]
     if "order_bias" in plots:
@@ -285,10 +287,21 @@ def render_markdown(report: Mapping[str, Any], plots: Mapping[str, str] | None =
     return "\n".join(out)
 
 
-def write_report(report: Mapping[str, Any], out_dir: str | os.PathLike, *, plots: bool = True) -> dict[str, Path]:
+def write_report(
+    report: Mapping[str, Any],
+    out_dir: str | os.PathLike,
+    *,
+    plots: bool = True,
+    records: Sequence[Mapping[str, Any]] | None = None,
+    image_paths: Mapping[str, str | os.PathLike] | None = None,
+) -> dict[str, Path]:
     """Write `report.json`, `report.md` and (unless `plots=False`) the PNG plots into `out_dir`.
 
     Files are written to a temporary name and renamed, so a killed run never leaves a half-written report.
+
+    Args:
+        records, image_paths: the per-image records and key -> image file: with both, `contact_sheet.png` shows
+            images with their boxes and every protocol's verdict.
 
     Returns:
         name -> path of every file written ("report.json", "report.md", and one entry per plot).
@@ -303,6 +316,17 @@ def write_report(report: Mapping[str, Any], out_dir: str | os.PathLike, *, plots
         for name, path in plot_report(report, out_dir).items():
             written[name] = path
             plot_files[name] = path.name
+        if records and image_paths:
+            from .contact_sheet import plot_contact_sheet
+
+            sheet = plot_contact_sheet(
+                records,
+                image_paths,
+                list(report["summary"]),
+                out_dir / "contact_sheet.png",
+                title="Images and verdicts",
+            )
+            written["contact_sheet"], plot_files["contact_sheet"] = sheet, sheet.name
 
     def save(name: str, text: str) -> None:
         path = out_dir / name
