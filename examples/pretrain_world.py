@@ -67,6 +67,7 @@ from diffusers_spatial.world.models import (
     world_unet,
     world_vae,
 )
+from diffusers_spatial.world.perception import palette_index
 from diffusers_spatial.world.tokenizer import world_tokenizer
 
 logger = get_logger(__name__, log_level="INFO")
@@ -101,6 +102,13 @@ def parse_args(input_args=None):
     text.add_argument("--text_encoder_steps", type=int, default=3000)
     text.add_argument("--text_encoder_batch_size", type=int, default=128)
     text.add_argument("--text_encoder_learning_rate", type=float, default=1e-3)
+    text.add_argument(
+        "--text_encoder_layout_weight",
+        type=float,
+        default=1.0,
+        help="Weight of the layout-readout loss beside CLIP's (0: CLIP alone): grid queries attend to the token "
+        "states and paint the scene's colours, so that the tokens carry where each object goes.",
+    )
 
     vae = parser.add_argument_group("stage 2: VAE")
     vae.add_argument("--vae_steps", type=int, default=1200)
@@ -206,10 +214,41 @@ class WorldImageTower(nn.Module):
         return self.proj(self.convs(x).flatten(1))
 
 
+class LayoutReadout(nn.Module):
+    """Paints a coarse colour map of the scene from the caption's token states: one query per grid cell attends to
+    the tokens, as the UNet's cross-attention does.
+
+    CLIP's contrastive loss shapes only the pooled end-of-text state; the UNet reads every token. Trained through
+    this head, the token states carry where each named object goes in a form attention can read (see
+    docs/world.md, "the text encoder").
+    """
+
+    def __init__(self, hidden_size, num_classes, grid, dim=64):
+        super().__init__()
+        self.grid = grid
+        self.queries = nn.Parameter(torch.randn(grid * grid, dim) * 0.1)
+        self.keys, self.values = nn.Linear(hidden_size, dim), nn.Linear(hidden_size, dim)
+        self.out = nn.Linear(dim, num_classes)
+
+    def forward(self, token_states):
+        attention = torch.softmax(
+            self.queries @ self.keys(token_states).transpose(1, 2) / self.queries.shape[1] ** 0.5, -1
+        )
+        return self.out(attention @ self.values(token_states))  # (batch, grid * grid, classes)
+
+
+def layout_targets(samples, world, grid):
+    """Each grid cell's palette index (0: background) at the cell's centre pixel of the rendered image."""
+    centres = (np.arange(grid) * world.resolution // grid + world.resolution // (2 * grid)).astype(np.int64)
+    maps = [palette_index(s.image, world)[np.ix_(centres, centres)] for s in samples]
+    return torch.from_numpy(np.stack(maps)).view(len(samples), -1)
+
+
 class WorldCLIP(nn.Module):
-    def __init__(self, text_encoder, resolution, embed_dim=128):
+    def __init__(self, text_encoder, resolution, embed_dim=128, num_colors=4, grid=8):
         super().__init__()
         self.text_encoder = text_encoder
+        self.layout = LayoutReadout(text_encoder.config.hidden_size, num_colors + 1, grid)
         self.image_tower = WorldImageTower(resolution, embed_dim)
         self.text_projection = nn.Linear(text_encoder.config.hidden_size, embed_dim)
         # A cooler start than CLIP's 1/0.07: the world's captions differ by one word, and a hot softmax early on
@@ -217,11 +256,12 @@ class WorldCLIP(nn.Module):
         self.logit_scale = nn.Parameter(torch.tensor(math.log(10.0)))
 
     def forward(self, pixels, input_ids):
-        """Normalised image and text embeddings, and the temperature."""
-        pooled = self.text_encoder(input_ids).pooler_output  # the end-of-text token, as in CLIP
+        """Normalised image and text embeddings, the temperature, and the layout logits of every caption."""
+        encoded = self.text_encoder(input_ids)
+        pooled = encoded.pooler_output  # the end-of-text token, as in CLIP
         text_embeds = F.normalize(self.text_projection(pooled), dim=-1)
         image_embeds = F.normalize(self.image_tower(pixels), dim=-1)
-        return image_embeds, text_embeds, self.logit_scale.exp()
+        return image_embeds, text_embeds, self.logit_scale.exp(), self.layout(encoded.last_hidden_state)
 
 
 def mirrored(caption):
@@ -234,11 +274,12 @@ def train_text_encoder(args, world, model_config):
     accelerator = make_accelerator(args, "text_encoder")
     set_seed(args.seed)
     tokenizer = world_tokenizer(world)
-    model = WorldCLIP(world_text_encoder(tokenizer, model_config), world.resolution)
+    model = WorldCLIP(world_text_encoder(tokenizer, model_config), world.resolution, num_colors=len(world.colors))
     optimizer = torch.optim.AdamW(model.parameters(), lr=args.text_encoder_learning_rate, weight_decay=0.01)
     lr_scheduler = get_scheduler("cosine", optimizer, num_warmup_steps=100, num_training_steps=args.text_encoder_steps)
     model, optimizer, lr_scheduler = accelerator.prepare(model, optimizer, lr_scheduler)
     start = resume(accelerator, args, stage_dir)
+    unwrap = accelerator.unwrap_model
 
     def tokens(texts):
         return tokenizer(texts, padding="max_length", truncation=True, return_tensors="pt").input_ids.to(
@@ -254,30 +295,41 @@ def train_text_encoder(args, world, model_config):
         captions = [s.caption for s in samples]
         negatives = [mirrored(c) for c in captions if c.relation is not None]
         with accelerator.autocast():
-            image_embeds, text_embeds, scale = model(pixels, tokens([c.text for c in captions] + negatives))
+            image_embeds, text_embeds, scale, layout = model(pixels, tokens([c.text for c in captions] + negatives))
             logits = scale * image_embeds @ text_embeds.T
             labels = torch.arange(len(captions), device=logits.device)
-            loss = (F.cross_entropy(logits, labels) + F.cross_entropy(logits[:, : len(captions)].T, labels)) / 2
+            clip_loss = (F.cross_entropy(logits, labels) + F.cross_entropy(logits[:, : len(captions)].T, labels)) / 2
+            targets = layout_targets(samples, world, unwrap(model).layout.grid).to(layout.device)
+            layout_loss = F.cross_entropy(layout[: len(captions)].reshape(-1, layout.shape[-1]), targets.reshape(-1))
+            loss = clip_loss + args.text_encoder_layout_weight * layout_loss
         accelerator.backward(loss)
         optimizer.step()
         lr_scheduler.step()
         optimizer.zero_grad()
         with torch.no_grad():  # the temperature parameter itself is kept in [1, 100], as CLIP's training does
-            accelerator.unwrap_model(model).logit_scale.clamp_(0, math.log(100))
+            unwrap(model).logit_scale.clamp_(0, math.log(100))
         with torch.no_grad():  # how often the image prefers its caption over the mirrored one
             relational = [i for i, c in enumerate(captions) if c.relation is not None]
             true = logits[relational, relational]
             mirror = logits[relational, len(captions) + torch.arange(len(relational))]
             mirror_accuracy = (true > mirror).float().mean().item()
         end_step(
-            accelerator, args, stage_dir, progress, step + 1, clip_loss=loss.item(), mirror_accuracy=mirror_accuracy
+            accelerator,
+            args,
+            stage_dir,
+            progress,
+            step + 1,
+            clip_loss=clip_loss.item(),
+            layout_loss=layout_loss.item(),
+            mirror_accuracy=mirror_accuracy,
         )
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
         record_timing(stage_dir, args.text_encoder_steps - start, time.perf_counter() - started)
         clip = accelerator.unwrap_model(model).eval()
-        # Held out: does the text tower tell a caption from its mirror image? (The UNet can only follow what it does.)
-        held_out = {"mirror_accuracy": mirror_accuracy_held_out(clip, tokens, world, args.seed, accelerator)}
+        # Held out: does the text tower tell a caption from its mirror image, and do its token states say where the
+        # objects go? (The UNet can only follow what they carry.)
+        held_out = text_encoder_held_out(clip, tokens, world, args.seed, accelerator)
         (stage_dir / "eval.json").write_text(json.dumps(held_out))
         logger.info(f"text encoder, held out: {held_out}")
         clip.text_encoder.save_pretrained(Path(args.output_dir, "text_encoder"))
@@ -286,15 +338,38 @@ def train_text_encoder(args, world, model_config):
 
 
 @torch.no_grad()
-def mirror_accuracy_held_out(clip, tokens, world, seed, accelerator, num_samples=1024):
-    """Share of fresh images (another seed) that match their relation caption better than its mirror image."""
+def text_encoder_held_out(clip, tokens, world, seed, accelerator, num_samples=1024):
+    """On fresh relation captions (another seed):
+
+    - `mirror_accuracy`: the share of images that match their caption better than its mirror image;
+    - `layout_accuracy`: the share of captions whose painted layout (the readout head, from text alone) puts the
+      subject's colour on the relation's side of the object's colour.
+    """
     regime = CaptionRegime("relations", p_relation_caption=1.0, p_reading_order=0.5, p_mirror_error=0.0)
     pixels, samples = world_batch(world, regime, derive_seed(seed, 10), 0, num_samples, accelerator)
     captions = [s.caption for s in samples]
-    image_embeds, true_embeds, _ = clip(pixels, tokens([c.text for c in captions]))
-    _, mirror_embeds, _ = clip(pixels, tokens([mirrored(c) for c in captions]))
+    image_embeds, true_embeds, _, layout = clip(pixels, tokens([c.text for c in captions]))
+    _, mirror_embeds, _, _ = clip(pixels, tokens([mirrored(c) for c in captions]))
     better = (image_embeds * true_embeds).sum(-1) > (image_embeds * mirror_embeds).sum(-1)
-    return round(better.float().mean().item(), 4)
+    grid = clip.layout.grid
+    cells = torch.stack(torch.meshgrid(torch.arange(grid), torch.arange(grid), indexing="ij"), -1).view(-1, 2)
+    probabilities, colours = layout.softmax(-1).cpu(), [name for name, _ in world.colors]
+    placed = []
+    planar = {"left_of": (1, -1), "right_of": (1, 1), "above": (0, -1), "below": (0, 1)}  # (axis: 0 row, sign)
+    for painted, caption in zip(probabilities, captions):
+        if caption.relation not in planar:
+            continue
+        centres = []
+        for obj in (caption.first, caption.second):
+            weight = painted[:, colours.index(obj.color) + 1]
+            centres.append((weight[:, None] * cells).sum(0) / weight.sum().clamp_min(1e-8))
+        offset = (centres[0] - centres[1]).tolist()  # (row, column): "below" is a larger row
+        axis, sign = planar[caption.relation]
+        placed.append(offset[axis] * sign > 0 and abs(offset[axis]) > abs(offset[1 - axis]))
+    return {
+        "mirror_accuracy": round(better.float().mean().item(), 4),
+        "layout_accuracy": round(float(np.mean(placed)), 4),
+    }
 
 
 # ----------------------------------------------------------------------------------------------------------------
