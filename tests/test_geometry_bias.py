@@ -120,3 +120,11 @@ def test_inputs_round_trip_through_json_and_protocols_do_not_mix():
 def test_empty_table():
     table = bias_table([])
     assert table["relations"] == {} and table["counterfactual"]["consistency"] is None and table["protocol"] is None
+
+
+def test_one_triplet_key_for_the_bias_table_and_tore():
+    from diffusers_spatial.geometry import triplet_key
+    from diffusers_spatial.tore import triplet_key as tore_triplet_key
+
+    assert tore_triplet_key is triplet_key
+    assert triplet_key("Dogs", "left of", "a cat") == triplet_key("dog", "left_of", "cat") == "dog|left_of|cat"

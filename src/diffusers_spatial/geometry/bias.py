@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from ..relations import CONVERSE
+from ..relations import CONVERSE, head_noun, normalize_relation
 from .types import ImageScore
 
 __all__ = ["BIAS_TABLE_VERSION", "as_image_scores", "bias_table", "object_order", "triplet_key"]
@@ -38,8 +38,17 @@ def as_image_scores(image_scores: Iterable[ImageScore | Mapping[str, Any]]) -> l
 
 
 def triplet_key(subject: str, relation: str, object: str) -> str:
-    """`"subject|relation|object"`, the key of `table["triplets"]`."""
-    return f"{subject}|{relation}|{object}"
+    """The bias-table key of a (subject noun, relation, object noun) triplet: `"subject|relation|object"`.
+
+    Nouns are reduced to their singular, lower-case head noun (`relations.head_noun`) and the relation to its id,
+    so "Dogs|left of|a cat" and "dog|left_of|cat" are the same key (the one `table["triplets"]` uses).
+    """
+    nouns = []
+    for role, noun in (("subject", subject), ("object", object)):
+        if not isinstance(noun, str) or not noun.strip():
+            raise ValueError(f"triplet {role} must be a non-empty noun, got {noun!r}")
+        nouns.append(head_noun(noun) or " ".join(noun.lower().split()))
+    return f"{nouns[0]}|{normalize_relation(relation)}|{nouns[1]}"
 
 
 def object_order(subject: str, object: str) -> str:

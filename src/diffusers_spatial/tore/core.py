@@ -33,8 +33,8 @@ from typing import Any, Literal
 
 from diffusers.configuration_utils import ConfigMixin
 
-from ..geometry.bias import triplet_key as bias_triplet_key
-from ..relations import CONVERSE, MultipleRelationsError, head_noun, normalize_relation, parse_spatial_prompt
+from ..geometry.bias import triplet_key
+from ..relations import CONVERSE, MultipleRelationsError, normalize_relation, parse_spatial_prompt
 from ..utils.files import read_json
 
 __all__ = ["TORE_CONFIG_NAME", "Tore", "ToreDecision", "triplet_key"]
@@ -48,20 +48,6 @@ _MARGIN_EPS = 1e-9
 _DECISION_CACHE_SIZE = 4096
 
 DecisionSource = Literal["triplet", "relation", "none"]
-
-
-def triplet_key(subject: str, relation: str, object: str) -> str:
-    """The bias-table key of a (subject noun, relation id, object noun) triplet: `"subject|relation|object"`.
-
-    Nouns are reduced to their singular, lower-case head noun (`relations.head_noun`) and the relation to its id,
-    so "Dogs|left of|a cat" and "dog|left_of|cat" are the same key.
-    """
-    nouns = []
-    for role, noun in (("subject", subject), ("object", object)):
-        if not isinstance(noun, str) or not noun.strip():
-            raise ValueError(f"triplet {role} must be a non-empty noun, got {noun!r}")
-        nouns.append(head_noun(noun) or " ".join(noun.lower().split()))
-    return bias_triplet_key(nouns[0], normalize_relation(relation), nouns[1])
 
 
 @dataclass(frozen=True)
@@ -314,8 +300,8 @@ class Tore(ConfigMixin):
 
         relation, converse = parsed.relation, CONVERSE[parsed.relation]
         swapped = parsed.swapped()
-        written_key = bias_triplet_key(parsed.subject_noun, relation, parsed.object_noun)
-        swapped_key = bias_triplet_key(parsed.object_noun, converse, parsed.subject_noun)
+        written_key = triplet_key(parsed.subject_noun, relation, parsed.object_noun)
+        swapped_key = triplet_key(parsed.object_noun, converse, parsed.subject_noun)
         triplets = self.config.triplet_rates
         written_t, swapped_t = triplets.get(written_key), triplets.get(swapped_key)
         counts = {
