@@ -197,3 +197,12 @@ def test_3d_hidden_is_behind_and_aggregate_keeps_every_score():
         ["a dog hidden by a cat", "a cat in front of a dog"], [dets, dets], protocol=T3D, depths=[ramp()] * 2
     )
     assert aggregate(T3D, scores)["score"] == pytest.approx(0.425 + 2 / 23)
+
+
+def test_score_is_none_when_no_prompt_has_a_relation_word_of_the_benchmark():
+    from diffusers_spatial.geometry import aggregate, score_images
+
+    outside = score_images(["a cat above a dog"] * 2, [[], []], protocol="t2i_compbench_2d")  # "above": not its word
+    assert aggregate("t2i_compbench_2d", outside)["score"] is None  # was 0.00, read as a measured failure
+    inside = score_images(["a cat on the left of a dog"] * 2, [[], []], protocol="t2i_compbench_2d")
+    assert aggregate("t2i_compbench_2d", inside)["score"] == 0.0

@@ -313,9 +313,12 @@ def score_3d(context: ScoringContext, config: T2ICompBench3DConfig) -> Verdicts:
 
 
 def figures(image_scores: list[ImageScore], prompt_ids: list) -> dict:
-    """The benchmark score: the mean of all image scores (every image counts, as in the reference)."""
+    """The benchmark score: the mean of all image scores (every image counts, as in the reference); None when no
+    image's prompt holds a relation word of the benchmark (a mean of zeros would read as a measured 0.00)."""
     n = len(image_scores)
-    return {"score": sum(float(s.score) for s in image_scores) / n if n else None}
+    if not any(s.details.get("supported", True) for s in image_scores):
+        return {"score": None}
+    return {"score": sum(float(s.score) for s in image_scores) / n}
 
 
 PROTOCOL_2D = Protocol(
