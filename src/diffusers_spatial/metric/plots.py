@@ -57,6 +57,12 @@ def _annotate(ax, bars, labels) -> None:
         )
 
 
+def _value_label(report: Mapping[str, Any]) -> str:
+    """What the bars measure: accuracy, unless the report says otherwise (the real-photo check's false statements,
+    where a "correct" verdict is the acceptance of a false statement)."""
+    return report.get("value_label", "accuracy")
+
+
 def plot_accuracy_per_relation(report: Mapping[str, Any], path: Path) -> Path:
     plt = pyplot()
     protocols = list(report["protocols"])
@@ -79,8 +85,11 @@ def plot_accuracy_per_relation(report: Mapping[str, Any], path: Path) -> Path:
     ax.set_xticks(range(len(relations)), relations)
     ax.set_ylim(0, 1.12)  # room for the counts above full bars
     ax.set_yticks([0, 0.2, 0.4, 0.6, 0.8, 1.0])
-    ax.set_ylabel("accuracy (correct / determined images)")
-    ax.set_title("Accuracy per relation and protocol (number above a bar: determined images)", fontsize=10)
+    value = _value_label(report)
+    ax.set_ylabel(f"{value} (correct / determined images)")
+    ax.set_title(
+        f"{value.capitalize()} per relation and protocol (number above a bar: determined images)", fontsize=10
+    )
     if not relations:
         ax.text(0.5, 0.5, "no determined image", ha="center", va="center", transform=ax.transAxes)
     from matplotlib.patches import Patch
@@ -103,8 +112,15 @@ def plot_accuracy_per_relation(report: Mapping[str, Any], path: Path) -> Path:
 def plot_order_bias(report: Mapping[str, Any], path: Path) -> Path:
     plt = pyplot()
     protocols = list(report["protocols"])
-    fig, axes = plt.subplots(1, len(protocols), figsize=(3.4 * len(protocols) + 0.6, 3.9), squeeze=False, sharey=True)
-    for ax, protocol in zip(axes[0], protocols):
+    columns = min(3, len(protocols))  # a grid, not a strip: readable at README width
+    rows_of_panels = -(-len(protocols) // columns)
+    fig, axes = plt.subplots(
+        rows_of_panels, columns, figsize=(3.6 * columns + 0.9, 3.4 * rows_of_panels + 0.6), squeeze=False, sharey=True
+    )
+    panels = [ax for row in axes for ax in row]
+    for ax in panels[len(protocols) :]:
+        ax.axis("off")
+    for ax, protocol in zip(panels, protocols):
         table = report["protocols"][protocol]["bias_table"]
         by_relation = table.get("relation_orders", {})
         rows = {**by_relation, "all": table.get("orders", {})}
@@ -128,13 +144,17 @@ def plot_order_bias(report: Mapping[str, Any], path: Path) -> Path:
         ax.grid(axis="y", alpha=0.3)
         if not relations:
             ax.text(0.5, 0.5, "no determined image", ha="center", va="center", transform=ax.transAxes, fontsize=9)
-    axes[0][0].set_ylabel("accuracy (correct / determined)")
-    handles, labels = axes[0][0].get_legend_handles_labels()
-    for ax in axes[0][1:]:
-        if not handles:
-            handles, labels = ax.get_legend_handles_labels()
-    if handles:
-        fig.legend(handles[:2], labels[:2], title="object order", fontsize=8, title_fontsize=8, loc="upper right")
+    for row in axes:
+        row[0].set_ylabel(f"{_value_label(report)} (correct / determined)")
+    from matplotlib.patches import Patch
+
+    # Built from the colours, not from a panel's bars: a panel whose bars are all of one order has no handle of the
+    # other (the legend then showed one colour twice).
+    handles = [
+        Patch(facecolor=color, edgecolor="black", label=order.replace("_", " "))
+        for order, color in zip(_ORDERS, ("tab:blue", "tab:orange"))
+    ]
+    fig.legend(handles=handles, title="object order", fontsize=8, title_fontsize=8, loc="upper right")
     fig.suptitle(
         "Order bias: each relation with the alphabetically first noun as subject (as written) or as object (swapped)",
         fontsize=10,

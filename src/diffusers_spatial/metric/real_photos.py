@@ -98,6 +98,8 @@ def score_real_photos(out_dir: str | os.PathLike, *, progress: bool = True, **se
             progress=progress,
             **settings,
         )
+        if not truth:  # every protocol's "correct" here accepts a false statement: say so on the charts
+            report["value_label"] = "acceptance of false statements"
         write_report(report, folder)
         result[label] = report
     return result
