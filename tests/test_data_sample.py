@@ -80,6 +80,42 @@ def test_every_kind_of_bad_input_is_counted(sample):
         assert (sample / ".curation" / "plots" / f"{plot}.png").stat().st_size > 1000
 
 
+def test_card_is_a_hub_dataset_card_with_samples_and_a_licence(sample, tmp_path, monkeypatch):
+    import shutil
+
+    import huggingface_hub
+    from huggingface_hub import DatasetCard
+
+    from diffusers_spatial.data import push_to_hub
+
+    card = DatasetCard.load(sample / "README.md")  # huggingface_hub parses it
+    assert card.data.license == "other" and card.data.license_link == ".curation/LICENCE.md"
+    assert (sample / ".curation" / "LICENCE.md").read_text().startswith("# Licence")
+    assert "&id" not in card.content and "<this folder" not in card.content  # no YAML anchors, no placeholder
+    assert f'load_dataset("{sample}", split="train")' in card.text
+    assert "](.curation/plots/samples.png)" in card.text
+    assert (sample / ".curation" / "plots" / "samples.png").stat().st_size > 10_000
+    # pushing renders the snippet with the repo id (a copy: the module fixture stays as built)
+    copy = tmp_path / "copy"
+    shutil.copytree(sample, copy)
+    uploads = []
+
+    class FakeApi:
+        def __init__(self, token=None):
+            pass
+
+        def create_repo(self, repo_id, **kwargs):
+            return f"https://huggingface.co/datasets/{repo_id}"
+
+        def upload_folder(self, **kwargs):
+            uploads.append(kwargs)
+
+    monkeypatch.setattr(huggingface_hub, "HfApi", FakeApi)
+    assert push_to_hub(copy, "me/spatial") == "https://huggingface.co/datasets/me/spatial"
+    assert 'load_dataset("me/spatial", split="train")' in (copy / "README.md").read_text()
+    assert ".curation/LICENCE.md" in uploads[-1]["allow_patterns"]
+
+
 def test_cli_errors_name_the_problem(tmp_path, capsys):
     with pytest.raises(SystemExit, match="does not exist"):
         main(["dataset", "curate", "--input", str(tmp_path / "nowhere"), "--out", str(tmp_path / "out")])

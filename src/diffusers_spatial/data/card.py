@@ -30,8 +30,6 @@ import json
 import os
 from pathlib import Path
 
-import yaml
-
 from ..relations import RELATIONS
 from .schema import SHARD_REASONS, SKIP_REASONS, SPATIAL_FEATURES
 from .statistics import plot_statistics, run_statistics
@@ -63,34 +61,55 @@ def _matching_rows(pattern: str, rows_by_config: dict[str, int]) -> int:
     return sum(n for folder, n in rows_by_config.items() if fnmatch(folder, folder_glob))
 
 
+LICENCE_FILE = ".curation/LICENCE.md"
+_CARD_SETTINGS = ".curation/card.json"
+_LICENCE = """Each row carries the licence of its image in `license`; the dataset as a whole is only as free as its least free
+row. Curated web images (LAION) remain under their owners' terms: use them for research, and honour opt-out
+requests. Verified generations carry the generator's output licence."""
+
+
 def dataset_card(
-    stats: dict, *, pretty_name: str = "Spatial relations (diffusers-spatial)", description: str = ""
+    stats: dict,
+    *,
+    repo_id: str = "spatial-dataset",
+    pretty_name: str = "Spatial relations (diffusers-spatial)",
+    description: str = "",
+    samples: str | None = None,
 ) -> str:
     """The README.md text for an output folder with statistics `stats` (`statistics.run_statistics`).
 
-    `description` is added as a paragraph after the introduction (e.g. the source data and its filters).
+    Args:
+        repo_id: what the loading snippet loads: the Hub repo id, or the local folder.
+        description: a paragraph added after the introduction (e.g. the source data and its filters).
+        samples: the sample sheet's path relative to the card, if drawn.
     """
+    from huggingface_hub import DatasetCardData
+
     extra = f"\n\n{description.strip()}" if description.strip() else ""
-    features = SPATIAL_FEATURES._to_yaml_list()
     configs = []
     for name, pattern in CONFIG_PATTERNS.items():
         if _matching_rows(pattern, stats["rows_by_config"]) == 0:
             continue
-        config = {"config_name": name, "data_files": [{"split": "train", "path": pattern}], "features": features}
+        # a fresh list per config: a shared one would be written as YAML anchors (&id001 / *id001)
+        config = {
+            "config_name": name,
+            "data_files": [{"split": "train", "path": pattern}],
+            "features": SPATIAL_FEATURES._to_yaml_list(),
+        }
         if name == "default":
             config["default"] = True
         configs.append(config)
-    metadata = {
-        "pretty_name": pretty_name,
-        "license": "other",
-        "license_name": "per-row",
-        "language": ["en"],
-        "task_categories": ["text-to-image"],
-        "tags": ["spatial-relations", "esplora", "diffusers-spatial", "image-text"],
-        "size_categories": [_size_category(stats["rows_out"])],
-        "configs": configs,
-    }
-    front = yaml.safe_dump(metadata, sort_keys=False, allow_unicode=True, width=1000)
+    front = DatasetCardData(
+        pretty_name=pretty_name,
+        license="other",
+        license_name="per-row",
+        license_link=LICENCE_FILE,
+        language=["en"],
+        task_categories=["text-to-image"],
+        tags=["spatial-relations", "esplora", "diffusers-spatial", "image-text"],
+        size_categories=[_size_category(stats["rows_out"])],
+        configs=configs,
+    ).to_yaml()
     skipped = "\n".join(
         f"| `{reason}` | {n} | {SKIP_REASONS[reason]} |"
         for reason, n in stats["skipped"].items()
@@ -112,22 +131,26 @@ def dataset_card(
         for axis, b in stats["order_balance"].items()
     )
     loading = "\n".join(f"| `{c['config_name']}` | `{c['data_files'][0]['path']}` |" for c in configs)
+    sample_sheet = (
+        f"\n\n![sample rows: images, boxes (subject yellow, object magenta) and prompts]({samples})" if samples else ""
+    )
     return f"""---
-{front}---
+{front}
+---
 
 # {pretty_name}
 
 Images whose prompt states a spatial relation that is **verified true in the image**: boxes from an object
 detector (and depth, for in front of / behind) judged by the `esplora` geometry protocol of
 diffusers-spatial. Built for spatial LoRA fine-tuning (ESPLoRA), where a caption that
-says "left" over an image that shows "right" teaches the wrong thing.{extra}
+says "left" over an image that shows "right" teaches the wrong thing.{extra}{sample_sheet}
 
 ## Loading
 
 ```python
 import datasets
 
-ds = datasets.load_dataset("<this folder or repo id>", split="train")  # or a config below
+ds = datasets.load_dataset({json.dumps(repo_id)}, split="train")  # or a config below
 ds[0]["image"], ds[0]["prompt"]
 ```
 
@@ -188,20 +211,59 @@ Object order balance (pairs named in both orders equally often give imbalance 0)
 
 ## Licence
 
-Each row carries the licence of its image in `license`; the dataset as a whole is only as free as its least free
-row. Curated web images (LAION) remain under their owners' terms: use them for research, and honour opt-out
-requests. Verified generations carry the generator's output licence.
+{_LICENCE}
 """
 
 
 def finalize_dataset(output_dir: str | os.PathLike, **card_kwargs) -> dict:
-    """Write `.curation/stats.json`, the plots and the dataset card for an output folder; returns the statistics."""
+    """Write `.curation/stats.json`, the plots, the sample sheet, the licence note and the dataset card for an
+    output folder; returns the statistics. `card_kwargs` go to `dataset_card` (`repo_id` defaults to the folder)."""
     output_dir = Path(output_dir)
     stats = run_statistics(output_dir)
     plot_statistics(stats, plots_dir(output_dir))
-    atomic_write_json(stats_path(output_dir), stats)
+    sheet = plot_samples(output_dir, plots_dir(output_dir) / "samples.png")
+    atomic_write_bytes(output_dir / LICENCE_FILE, f"# Licence\n\n{_LICENCE}\n".encode())
+    card_kwargs = {"repo_id": str(output_dir), **card_kwargs}
+    card_kwargs["samples"] = sheet.relative_to(output_dir).as_posix() if sheet else None
+    atomic_write_json(output_dir / _CARD_SETTINGS, card_kwargs)  # push_to_hub re-renders it with the repo id
     atomic_write_bytes(output_dir / "README.md", dataset_card(stats, **card_kwargs).encode("utf-8"))
+    atomic_write_json(stats_path(output_dir), stats)  # last: its presence means the folder is complete
     return stats
+
+
+def plot_samples(output_dir: str | os.PathLike, path: str | os.PathLike, *, count: int = 8) -> Path | None:
+    """A sheet of the first `count` rows: each image with its subject / object boxes and its verified prompt."""
+    import io
+
+    import pyarrow.parquet as pq
+
+    from ..metric.contact_sheet import plot_image_grid
+
+    cells = []
+    for file in sorted(Path(output_dir, "data").glob("*/*.parquet")):
+        table = pq.read_table(file, columns=["image", "prompt", "subject", "object", "boxes"]).slice(
+            0, count - len(cells)
+        )
+        for row in table.to_pylist():
+            cells.append(
+                {
+                    "path": io.BytesIO(row["image"]["bytes"]),
+                    "prompt_used": row["prompt"],
+                    "verdict": True,
+                    "detections": row["boxes"],
+                    "labels": (row["subject"], row["object"]),
+                    "why": None,
+                }
+            )
+        if len(cells) == count:
+            break
+    if not cells:
+        return None
+    columns = 4
+    rows = [{"prompt": "", "cells": cells[i : i + columns]} for i in range(0, len(cells), columns)]
+    for row in rows:
+        row["cells"] += [None] * (columns - len(row["cells"]))
+    return plot_image_grid(rows, [""] * columns, path, title="Sample rows (every prompt verified in its image)")
 
 
 def push_to_hub(
@@ -227,10 +289,15 @@ def push_to_hub(
     from huggingface_hub import HfApi
 
     output_dir = Path(output_dir)
-    if not (output_dir / "README.md").is_file():
+    if not (output_dir / "README.md").is_file() or not stats_path(output_dir).is_file():
         raise FileNotFoundError(
             f"{str(output_dir)!r} has no README.md dataset card: run `finalize_dataset` (or `curate`) first"
         )
+    settings_path = output_dir / _CARD_SETTINGS
+    card_kwargs = json.loads(settings_path.read_text(encoding="utf-8")) if settings_path.is_file() else {}
+    stats = json.loads(stats_path(output_dir).read_text(encoding="utf-8"))
+    card = dataset_card(stats, **{**card_kwargs, "repo_id": repo_id})  # the loading snippet names the repo
+    atomic_write_bytes(output_dir / "README.md", card.encode("utf-8"))
     api = HfApi(token=token)
     url = api.create_repo(repo_id, repo_type="dataset", private=private, exist_ok=True)
     for folder in sorted(p for p in (output_dir / "data").iterdir() if p.is_dir()):
@@ -247,7 +314,7 @@ def push_to_hub(
         repo_id=repo_id,
         repo_type="dataset",
         folder_path=output_dir,
-        allow_patterns=["README.md", ".curation/stats.json", ".curation/plots/*.png"],
+        allow_patterns=["README.md", ".curation/stats.json", ".curation/plots/*.png", LICENCE_FILE],
         revision=revision,
         commit_message=commit_message,
     )
