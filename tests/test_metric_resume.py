@@ -98,6 +98,22 @@ def test_killed_run_resumes_without_recomputing(tmp_path):
     assert len(read_results(out)) == 7
 
 
+def test_a_damaged_stored_record_is_computed_again_not_left_out(tmp_path):
+    config = EvaluationConfig(protocols=["visor", "esplora"], batch_size=2)
+    items = _items(4)
+    full = evaluate_items(items, config, out_dir=tmp_path / "full", progress=False)
+    out = tmp_path / "run"
+    evaluate_items(items, config, out_dir=out, progress=False)
+    lines = (out / "results.jsonl").read_text().splitlines()
+    record = json.loads(lines[1])
+    del record["scores"]["esplora"]  # valid JSON, but the report could not use it
+    (out / "results.jsonl").write_text("\n".join([lines[0], json.dumps(record), *lines[2:]]) + "\n")
+    again = []
+    report = evaluate_items(items, config, out_dir=out, progress=False, on_records=lambda r: again.extend(r))
+    assert [r["key"] for r in again] == [record["key"]]
+    assert report == full  # counts and figures over the same four images
+
+
 def test_a_changed_prompt_is_scored_again_and_other_settings_refused(tmp_path):
     config = EvaluationConfig(protocols=["visor"])
     items = _items(3)

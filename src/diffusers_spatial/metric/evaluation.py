@@ -278,6 +278,23 @@ def evaluate_items(
         previous = {r["key"]: r for r in read_results(out_dir) if r.get("version") == RECORD_VERSION}
         store = ResultsStore(Path(out_dir) / results_file_name(rank, world))
 
+    def intact(record: Mapping) -> bool:
+        """A stored record the report can use: undetermined with its reason, or a score for every protocol."""
+        if record.get("reason") is not None:
+            return isinstance(record["reason"], str)
+        scores = record.get("scores")
+        return isinstance(scores, Mapping) and all(isinstance(scores.get(p), Mapping) for p in config.protocols)
+
+    damaged = sorted(key for key, record in previous.items() if not intact(record))
+    if damaged and is_main:
+        from diffusers.utils import logging  # imported here: diffusers takes seconds to import
+
+        logging.get_logger(__name__).warning(
+            f"{len(damaged)} stored result(s) are damaged and are computed again (e.g. {damaged[:3]})"
+        )
+    for key in damaged:
+        del previous[key]
+
     def done(item: EvaluationItem) -> bool:
         record = previous.get(item.key)
         return record is not None and record.get("prompt") == item.prompt
