@@ -147,3 +147,17 @@ def test_items_must_be_unique_and_of_one_kind():
         evaluate_items(mixed, EvaluationConfig(), progress=False)
     with pytest.raises(ValueError, match="nothing to evaluate"):
         evaluate_items([], EvaluationConfig(), progress=False)
+
+
+def test_an_unchanged_report_is_not_redrawn(tmp_path):
+    from diffusers_spatial.metric import write_report
+
+    report = evaluate_items(_items(4), EvaluationConfig(protocols=["visor", "esplora"]), progress=False)
+    first = write_report(report, tmp_path)
+    plot = first["order_bias"]
+    stamp = plot.stat().st_mtime_ns
+    again = write_report(report, tmp_path)  # a resumed run with nothing new: the figures are kept as drawn
+    assert plot.stat().st_mtime_ns == stamp and set(again) == set(first)
+    changed = {**report, "counts": {**report["counts"], "images": 5}}
+    write_report(changed, tmp_path)
+    assert plot.stat().st_mtime_ns != stamp

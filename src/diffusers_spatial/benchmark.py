@@ -81,7 +81,7 @@ from .metric.contact_sheet import (
 )
 from .metric.report import format_cell, markdown_table
 from .suites import SUITES, SuitePrompt, build_suite, write_suite
-from .utils.atomic import atomic_write_text
+from .utils.atomic import atomic_write_text, same_text
 from .utils.distributed import process_state
 
 logger = logging.get_logger(__name__)
@@ -1111,6 +1111,11 @@ def write_bench_report(
     """Write `report.json`, `report.md`, `comparison.png`, `per_relation.png` and `grid.png` into `out_dir`
     (each to a temporary name, then renamed). Returns name -> path."""
     out_dir = Path(out_dir)
+    text = json.dumps(report, indent=2, ensure_ascii=False) + "\n"
+    names = {"comparison": "comparison.png", "per_relation": "per_relation.png", "grid": "grid.png"}
+    previous = {**names, "report.json": "report.json", "report.md": "report.md"}
+    if same_text(out_dir / "report.json", text) and all((out_dir / n).is_file() for n in previous.values()):
+        return {key: out_dir / name for key, name in previous.items()}  # a resumed run: the figures are as drawn
     notice = report.get("notice")
     written = {
         "comparison": plot_comparison(report, out_dir / "comparison.png"),
@@ -1126,6 +1131,6 @@ def write_bench_report(
             ),
         ),
     }
-    atomic_write_text(out_dir / "report.json", json.dumps(report, indent=2, ensure_ascii=False) + "\n")
     atomic_write_text(out_dir / "report.md", render_bench_markdown(report, {k: p.name for k, p in written.items()}))
+    atomic_write_text(out_dir / "report.json", text)  # last: the figures above are complete when it matches
     return {**written, "report.json": out_dir / "report.json", "report.md": out_dir / "report.md"}

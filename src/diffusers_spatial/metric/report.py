@@ -31,7 +31,7 @@ from typing import Any
 
 from ..geometry import aggregate, get_protocol
 from ..relations import RELATIONS
-from ..utils.atomic import atomic_write_text
+from ..utils.atomic import atomic_write_text, same_text
 from .config import EvaluationConfig
 
 __all__ = ["REPORT_VERSION", "build_report", "headline_scores", "render_markdown", "write_report"]
@@ -308,6 +308,10 @@ def write_report(
     """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
+    text = json.dumps(report, indent=2, ensure_ascii=False) + "\n"
+    if plots and same_text(out_dir / "report.json", text) and (out_dir / "report.md").is_file():
+        # A resumed run whose results did not change: keep the figures as drawn (redrawing took most of its time).
+        return {p.name if p.suffix != ".png" else p.stem: p for p in sorted(out_dir.glob("*")) if _is_report_file(p)}
     written: dict[str, Path] = {}
     plot_files: dict[str, str] = {}
     if plots:
@@ -333,6 +337,10 @@ def write_report(
         atomic_write_text(path, text)
         written[name] = path
 
-    save("report.json", json.dumps(report, indent=2, ensure_ascii=False) + "\n")
     save("report.md", render_markdown(report, plot_files))
+    save("report.json", text)  # last: the figures above are complete when it matches
     return written
+
+
+def _is_report_file(path: Path) -> bool:
+    return path.name in ("report.json", "report.md") or path.suffix == ".png"
