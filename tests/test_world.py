@@ -267,7 +267,9 @@ def test_world_dataset_resumes_and_refuses_other_settings(tmp_path):
     out = tmp_path / "ds"
     write_world_dataset(out, num_rows=8, shard_size=4, progress=False)
     first = sorted(p.read_bytes() for p in out.glob("data/*/*.parquet"))
-    (out / ".curation" / "manifest" / "world-00001.json").unlink()  # as if killed before the second shard's manifest entry
+    (
+        out / ".curation" / "manifest" / "world-00001.json"
+    ).unlink()  # as if killed before the second shard's manifest entry
     write_world_dataset(out, num_rows=8, shard_size=4, progress=False)
     assert sorted(p.read_bytes() for p in out.glob("data/*/*.parquet")) == first
     with pytest.raises(ValueError, match="other settings"):
