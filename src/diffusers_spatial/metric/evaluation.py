@@ -312,7 +312,7 @@ def evaluate_items(
                 progress=False,
                 detector_kwargs=config.detector_options,
             )
-        if all(with_images):  # load the models before the progress bar starts: a bad option fails first
+            # load the models before the progress bar starts: a bad option fails first
             _ = perception.detector
             _ = perception.depth_estimator
         from tqdm.auto import tqdm
