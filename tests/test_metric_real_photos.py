@@ -28,3 +28,6 @@ def test_metric_separates_true_from_false_statements_on_real_photos(tmp_path):
     assert esplora_true > 0.3 and esplora_false < 0.1
     assert (tmp_path / "true-statements" / "report.md").is_file()
     assert (tmp_path / "false-statements" / "accuracy_per_relation.png").is_file()
+    for folder in ("true-statements", "false-statements"):  # the photos with their boxes and verdicts
+        assert (tmp_path / folder / "contact_sheet.png").stat().st_size > 10_000
+    assert result["false"]["value_label"] == "acceptance of false statements"

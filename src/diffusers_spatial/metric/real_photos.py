@@ -25,7 +25,7 @@ from itertools import permutations
 from pathlib import Path
 
 from ..geometry import score_image
-from ..photos import DARKNET_PHOTOS, PHOTO_OBJECTS, PhotoUnavailableError, load_photo
+from ..photos import DARKNET_PHOTOS, PHOTO_OBJECTS, PhotoUnavailableError, load_photo, photo_path
 from ..relations import RELATIONS_2D
 
 __all__ = ["LabelledStatement", "labelled_statements", "score_real_photos"]
@@ -75,7 +75,7 @@ def score_real_photos(out_dir: str | os.PathLike, *, progress: bool = True, **se
     Raises:
         PhotoUnavailableError: no photo with hand-checked boxes is installed.
     """
-    from . import evaluate_images, write_report
+    from . import evaluate_images, read_results, write_report
 
     images = {}  # each installed photo, decoded once
     for name in DARKNET_PHOTOS:
@@ -100,6 +100,7 @@ def score_real_photos(out_dir: str | os.PathLike, *, progress: bool = True, **se
         )
         if not truth:  # every protocol's "correct" here accepts a false statement: say so on the charts
             report["value_label"] = "acceptance of false statements"
-        write_report(report, folder)
+        paths = {f"{s.photo}:{s.prompt}": photo_path(s.photo) for s in chosen}
+        write_report(report, folder, records=read_results(folder), image_paths=paths)
         result[label] = report
     return result
