@@ -110,18 +110,19 @@ def _build_dataset(folder: Path, rows: int, held_out: set, progress: bool) -> No
     _say(f"    {stats['rows_out']} rows; card: {folder / 'README.md'}")
 
 
-def _train_lora(model: Path, dataset: Path, output_dir: Path, args: argparse.Namespace) -> Path | None:
-    """Train the ESPLoRA (resuming from its last checkpoint); None with the reason printed when it cannot run."""
+def _train_lora(model: Path, dataset: Path, output_dir: Path, args: argparse.Namespace) -> tuple[Path | None, str]:
+    """Train the ESPLoRA (resuming from its last checkpoint): its folder, or None and why it could not run."""
     if (output_dir / LORA_NAME).is_file():
         _say(f"3/5 ESPLoRA: already trained in {output_dir}")
-        return output_dir
+        return output_dir, ""
     script = training_script()
     if not script.is_file():
-        _say(
-            f"3/5 ESPLoRA: SKIPPED: the training script {script} is not here (this package was installed from a "
-            "wheel; the example scripts live in the source repository). The bench runs without a LoRA."
+        reason = (
+            f"the training script {script} is not here (this package was installed from a wheel; the example "
+            "scripts live in the source repository)"
         )
-        return None
+        _say(f"3/5 ESPLoRA: SKIPPED: {reason}. The bench runs without a LoRA.")
+        return None, reason
     _say(f"3/5 ESPLoRA: training {args.train_steps} steps with {script.name} (log: {output_dir / 'train.log'})")
     output_dir.mkdir(parents=True, exist_ok=True)
     command = [sys.executable, "-m", "accelerate.commands.launch", "--num_processes", "1"]
@@ -136,7 +137,7 @@ def _train_lora(model: Path, dataset: Path, output_dir: Path, args: argparse.Nam
             f"diffusers-spatial demo: error: ESPLoRA training failed (exit {process.returncode}); last lines of "
             f"{output_dir / 'train.log'}:\n" + "\n".join(tail)
         )
-    return output_dir
+    return output_dir, ""
 
 
 def real_run_commands(bench_config) -> str:
@@ -213,11 +214,13 @@ def run(args: argparse.Namespace) -> int:
         raise CommandError(f"diffusers-spatial demo: error: --num-pairs: {err}") from None
     _build_dataset(out / "world-dataset", args.dataset_rows, held_out, progress)
     _say(f"2/5 world base model: {model} (model card: {model / 'README.md'})")
-    lora = _train_lora(model, out / "world-dataset", out / "esplora", args)
+    lora, skipped = _train_lora(model, out / "world-dataset", out / "esplora", args)
     config = dataclasses.replace(config, lora=None if lora is None else str(lora))
     variants = ", ".join(v.label for v in config.variants())
     _say(f"4/5 bench: {variants} on the world suite, judged by the world's exact perception")
-    appendix = real_run_commands(config)
+    commands = real_run_commands(config)
+    # the report says why its +LoRA columns are missing, not only "LoRA: none"
+    appendix = f"**The +LoRA variants did not run**: {skipped}.\n\n{commands}" if skipped else commands
     try:
         report = run_bench(config, out / "bench", progress=progress, appendix=appendix)
     except ValueError as err:  # e.g. the folder holds a run made with other settings
@@ -227,7 +230,7 @@ def run(args: argparse.Namespace) -> int:
     print(format_summary(report))
     print(f"\nreport: {out / 'bench' / 'report.md'} (plots: comparison.png, per_relation.png, grid.png)")
     print("\nThe same loop on a real model (a GPU and the Hugging Face Hub):")
-    print("\n".join(line for line in appendix.splitlines() if line and not line.startswith(("#", "```"))))
+    print("\n".join(line for line in commands.splitlines() if line and not line.startswith(("#", "```"))))
     print(f"\n!! {WORLD_MODEL_NOTICE}\n")
     _real_photo_check(out / "real-photos", progress)
     return 0
