@@ -19,27 +19,14 @@ import json
 
 import numpy as np
 import torch
-import torch.nn as nn
 import torch.nn.functional as F
 from transformers import CLIPTextModel, CLIPTokenizer
 
 from diffusers_spatial.world import CaptionRegime, WorldConfig, world_sample
+from diffusers_spatial.world.layout_readout import LayoutReadout, grid_cells, layout_relation_holds
 
 GRID = 8
 CHECKPOINTS = (50, 100, 200)
-PLANAR = {"left_of": (1, -1), "right_of": (1, 1), "above": (0, -1), "below": (0, 1)}  # (axis: 0 row, sign)
-
-
-class Readout(nn.Module):
-    def __init__(self, hidden_size: int, num_classes: int, dim: int = 32):
-        super().__init__()
-        self.queries = nn.Parameter(torch.randn(GRID * GRID, dim) * 0.1)
-        self.keys, self.values = nn.Linear(hidden_size, dim), nn.Linear(hidden_size, dim)
-        self.out = nn.Linear(dim, num_classes)
-
-    def forward(self, states):
-        attention = torch.softmax(self.queries @ self.keys(states).transpose(1, 2) / self.queries.shape[1] ** 0.5, -1)
-        return self.out(attention @ self.values(states))
 
 
 def encode(path: str, world: WorldConfig, seed: int, n: int):
@@ -67,17 +54,11 @@ def encode(path: str, world: WorldConfig, seed: int, n: int):
     return states, torch.from_numpy(np.stack(maps)).view(n, -1), facts
 
 
-def relation_accuracy(readout: Readout, states, facts) -> float:
-    cells = torch.stack(torch.meshgrid(torch.arange(GRID), torch.arange(GRID), indexing="ij"), -1).view(-1, 2).float()
+def relation_accuracy(readout: LayoutReadout, states, facts) -> float:
+    cells = grid_cells(GRID)
     with torch.no_grad():
         painted = readout(states).softmax(-1)
-    placed = []
-    for p, (subject, obj, relation) in zip(painted, facts):
-        centres = [(p[:, c, None] * cells).sum(0) / p[:, c].sum().clamp_min(1e-8) for c in (subject, obj)]
-        offset = (centres[0] - centres[1]).tolist()
-        axis, sign = PLANAR[relation]
-        placed.append(offset[axis] * sign > 0 and abs(offset[axis]) > abs(offset[1 - axis]))
-    return float(np.mean(placed))
+    return float(np.mean([layout_relation_holds(p, *fact, cells) for p, fact in zip(painted, facts)]))
 
 
 def probe(path: str, seeds, world: WorldConfig) -> list[dict]:
@@ -85,7 +66,7 @@ def probe(path: str, seeds, world: WorldConfig) -> list[dict]:
     results = []
     for seed in seeds:
         torch.manual_seed(seed)
-        readout = Readout(train[0].shape[-1], len(world.colors) + 1)
+        readout = LayoutReadout(train[0].shape[-1], len(world.colors) + 1, GRID, dim=32)
         optimizer = torch.optim.Adam(readout.parameters(), 3e-3)
         curve = {}
         for step in range(1, max(CHECKPOINTS) + 1):

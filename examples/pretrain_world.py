@@ -58,6 +58,7 @@ from diffusers_spatial.training.randomness import derive_seed, step_generator
 from diffusers_spatial.utils.distributed import process_state
 from diffusers_spatial.world import LAION_LIKE, CaptionRegime, WorldConfig, world_prompt, world_sample
 from diffusers_spatial.world.evaluation import evaluate_world_model, world_scorer
+from diffusers_spatial.world.layout_readout import PLANAR_AXES, LayoutReadout, grid_cells, layout_relation_holds
 from diffusers_spatial.world.model_card import plot_learning_curve, write_world_model_card
 from diffusers_spatial.world.models import (
     WorldModelConfig,
@@ -214,29 +215,6 @@ class WorldImageTower(nn.Module):
         return self.proj(self.convs(x).flatten(1))
 
 
-class LayoutReadout(nn.Module):
-    """Paints a coarse colour map of the scene from the caption's token states: one query per grid cell attends to
-    the tokens, as the UNet's cross-attention does.
-
-    CLIP's contrastive loss shapes only the pooled end-of-text state; the UNet reads every token. Trained through
-    this head, the token states carry where each named object goes in a form attention can read (see
-    docs/world.md, "the text encoder").
-    """
-
-    def __init__(self, hidden_size, num_classes, grid, dim=64):
-        super().__init__()
-        self.grid = grid
-        self.queries = nn.Parameter(torch.randn(grid * grid, dim) * 0.1)
-        self.keys, self.values = nn.Linear(hidden_size, dim), nn.Linear(hidden_size, dim)
-        self.out = nn.Linear(dim, num_classes)
-
-    def forward(self, token_states):
-        attention = torch.softmax(
-            self.queries @ self.keys(token_states).transpose(1, 2) / self.queries.shape[1] ** 0.5, -1
-        )
-        return self.out(attention @ self.values(token_states))  # (batch, grid * grid, classes)
-
-
 def layout_targets(samples, world, grid):
     """Each grid cell's palette index (0: background) at the cell's centre pixel of the rendered image."""
     centres = (np.arange(grid) * world.resolution // grid + world.resolution // (2 * grid)).astype(np.int64)
@@ -351,21 +329,15 @@ def text_encoder_held_out(clip, tokens, world, seed, accelerator, num_samples=10
     image_embeds, true_embeds, _, layout = clip(pixels, tokens([c.text for c in captions]))
     _, mirror_embeds, _, _ = clip(pixels, tokens([mirrored(c) for c in captions]))
     better = (image_embeds * true_embeds).sum(-1) > (image_embeds * mirror_embeds).sum(-1)
-    grid = clip.layout.grid
-    cells = torch.stack(torch.meshgrid(torch.arange(grid), torch.arange(grid), indexing="ij"), -1).view(-1, 2)
+    cells = grid_cells(clip.layout.grid)
     probabilities, colours = layout.softmax(-1).cpu(), [name for name, _ in world.colors]
-    placed = []
-    planar = {"left_of": (1, -1), "right_of": (1, 1), "above": (0, -1), "below": (0, 1)}  # (axis: 0 row, sign)
-    for painted, caption in zip(probabilities, captions):
-        if caption.relation not in planar:
-            continue
-        centres = []
-        for obj in (caption.first, caption.second):
-            weight = painted[:, colours.index(obj.color) + 1]
-            centres.append((weight[:, None] * cells).sum(0) / weight.sum().clamp_min(1e-8))
-        offset = (centres[0] - centres[1]).tolist()  # (row, column): "below" is a larger row
-        axis, sign = planar[caption.relation]
-        placed.append(offset[axis] * sign > 0 and abs(offset[axis]) > abs(offset[1 - axis]))
+    placed = [
+        layout_relation_holds(
+            painted, colours.index(c.first.color) + 1, colours.index(c.second.color) + 1, c.relation, cells
+        )
+        for painted, c in zip(probabilities, captions)
+        if c.relation in PLANAR_AXES
+    ]
     return {
         "mirror_accuracy": round(better.float().mean().item(), 4),
         "layout_accuracy": round(float(np.mean(placed)), 4),
