@@ -49,3 +49,18 @@ def test_bad_command_lines_are_one_line_and_exit_2(inputs, capsys, argv, message
     assert code == 2
     assert message in err and "Traceback" not in err
     assert len(err.splitlines()) == 1, err
+
+
+@pytest.mark.parametrize(
+    ("argv", "command"),
+    [
+        (["dataset", "curate", "--input", "{t}/nowhere", "--out", "{t}/o"], "dataset curate"),
+        (["dataset", "push", "--out", "{t}", "--repo-id", "me/x"], "dataset push"),
+        (["evaluate", "{t}/imgs", "--prompts", "{t}/latin1.txt", "--out", "{t}/o"], "evaluate"),
+        (["demo", "--out", "{t}/afile"], "demo"),
+    ],
+)
+def test_errors_name_the_full_sub_command(inputs, capsys, argv, command):
+    code, err = run_cli(capsys, *[a.format(t=inputs) for a in argv])
+    assert code == 2
+    assert err.startswith(f"diffusers-spatial {command}: error: "), err

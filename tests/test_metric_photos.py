@@ -183,7 +183,9 @@ def test_cli_bad_input_fails_clearly_before_scoring(photo_folder, tmp_path, caps
     prompts.write_text("a cat above a dog\na cup left of a bowl\n")
     extra = [str(prompts) if arg == "PROMPTS" else arg for arg in extra]
     out = tmp_path / "out"
-    assert main(["evaluate", str(photo_folder), "--out", str(out), *extra]) == 2
+    with pytest.raises(SystemExit) as exit_info:
+        main(["evaluate", str(photo_folder), "--out", str(out), *extra])
+    assert exit_info.value.code == 2
     assert message in capsys.readouterr().err
     assert not read_results(out) if out.exists() else True
 
@@ -191,7 +193,9 @@ def test_cli_bad_input_fails_clearly_before_scoring(photo_folder, tmp_path, caps
 def test_cli_refuses_to_mix_settings_and_rejects_malformed_flags(cli_run, photo_folder, tmp_path, capsys):
     out = tmp_path / "eval"
     shutil.copytree(cli_run, out)
-    assert main(["evaluate", str(photo_folder), "--out", str(out), "--protocol", "visor", "--quiet"]) == 2
+    with pytest.raises(SystemExit) as exit_info:
+        main(["evaluate", str(photo_folder), "--out", str(out), "--protocol", "visor", "--quiet"])
+    assert exit_info.value.code == 2
     assert "protocols: [" in capsys.readouterr().err
     assert (
         main(["evaluate", str(photo_folder), "--out", str(out), "--protocol", "visor", "--overwrite", "--quiet"]) == 0

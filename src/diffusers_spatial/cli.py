@@ -31,7 +31,18 @@ def build_parser() -> argparse.ArgumentParser:
             continue
         module = importlib.import_module(f"{commands.__name__}.{info.name}")
         module.register(subparsers)
+    _name_commands(parser)
     return parser
+
+
+def _name_commands(parser: argparse.ArgumentParser) -> None:
+    """Every leaf command's parser records its full name ("diffusers-spatial dataset curate") as `command_prog`,
+    so that `main` names the command in its one-line errors."""
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for subparser in action.choices.values():
+                subparser.set_defaults(command_prog=subparser.prog)
+                _name_commands(subparser)
 
 
 class _NoTorchvisionFallbackNotice(logging.Filter):
@@ -57,7 +68,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (ValueError, OSError) as err:  # bad input or a path that cannot be read or written: one line, exit 2
         if os.environ.get("DIFFUSERS_SPATIAL_TRACEBACK"):
             raise
-        message = f"diffusers-spatial {args.command}: error: {err}"
+        message = f"{args.command_prog}: error: {err}"
         print(message, file=sys.stderr)
         raise CommandError(message) from None
     return int(result or 0)

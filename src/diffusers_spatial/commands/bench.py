@@ -21,7 +21,6 @@ import argparse
 
 from ..suites import SUITES
 from ._args import (
-    CommandError,
     add_device_arguments,
     add_sampling_arguments,
     check_source,
@@ -136,11 +135,8 @@ def run(args: argparse.Namespace) -> int:
     from ..benchmark import format_summary, run_bench
     from ..utils.distributed import process_state
 
-    try:
-        config = config_from_args(args)
-        report = run_bench(config, args.out, progress=not args.no_progress)
-    except (ValueError, OSError) as err:  # bad input, a model that cannot be found, a folder of another run
-        raise CommandError(f"diffusers-spatial bench: error: {err}") from None
+    config = config_from_args(args)
+    report = run_bench(config, args.out, progress=not args.no_progress)
     if process_state().is_main_process:
         print(format_summary(report))
         print(f"\nreport: {args.out}/report.md")

@@ -24,7 +24,6 @@ import math
 import os
 
 from ..utils.files import read_lines
-from ._args import CommandError
 
 
 def _positive_int(text: str) -> int:
@@ -153,14 +152,10 @@ def _report(stats: dict, out: str) -> None:
 
 def run_build_sample(args) -> int:
     from ..data import build_sample
-    from ..photos import PhotoUnavailableError
 
-    try:
-        stats = build_sample(
-            args.out, seed=args.seed, collages_per_pair=args.collages_per_pair, progress=not args.no_progress
-        )
-    except (ValueError, PhotoUnavailableError) as err:
-        raise CommandError(f"diffusers-spatial dataset build-sample: error: {err}") from None
+    stats = build_sample(
+        args.out, seed=args.seed, collages_per_pair=args.collages_per_pair, progress=not args.no_progress
+    )
     _report(stats, args.out)
     return 0
 
@@ -168,16 +163,10 @@ def run_build_sample(args) -> int:
 def run_curate(args) -> int:
     from ..data import curate, push_to_hub
 
-    try:
-        config = _config(
-            args,
-            shard_size=args.shard_size,
-            synthesize=not args.no_synthesize,
-            require_english=not args.keep_non_english,
-        )
-        stats = curate(args.input, args.out, config, progress=not args.no_progress)
-    except (ValueError, FileNotFoundError) as err:
-        raise CommandError(f"diffusers-spatial dataset curate: error: {err}") from None
+    config = _config(
+        args, shard_size=args.shard_size, synthesize=not args.no_synthesize, require_english=not args.keep_non_english
+    )
+    stats = curate(args.input, args.out, config, progress=not args.no_progress)
     _report(stats, args.out)
     if args.push_to_hub:
         from ..data.runner import default_state
@@ -206,22 +195,19 @@ def run_synthesize(args) -> int:
     from ..generation import load_generation_pipeline
 
     default_state()  # before anything else creates accelerate's shared state without the CPU peers
-    try:
-        prompts = _read_prompts(args)
-        pipe = load_generation_pipeline(args.model, lora=args.lora, device=args.device)
-        kwargs = {"num_inference_steps": args.steps} if args.steps else {}
-        stats = synthetic_round(
-            pipe,
-            prompts,
-            args.out,
-            seeds=range(args.seeds),
-            round_index=args.round,
-            config=_config(args),
-            pipeline_kwargs=kwargs,
-            progress=not args.no_progress,
-        )
-    except (ValueError, FileNotFoundError) as err:
-        raise CommandError(f"diffusers-spatial dataset synthesize: error: {err}") from None
+    prompts = _read_prompts(args)
+    pipe = load_generation_pipeline(args.model, lora=args.lora, device=args.device)
+    kwargs = {"num_inference_steps": args.steps} if args.steps else {}
+    stats = synthetic_round(
+        pipe,
+        prompts,
+        args.out,
+        seeds=range(args.seeds),
+        round_index=args.round,
+        config=_config(args),
+        pipeline_kwargs=kwargs,
+        progress=not args.no_progress,
+    )
     _report(stats, args.out)
     return 0
 
@@ -229,8 +215,5 @@ def run_synthesize(args) -> int:
 def run_push(args) -> int:
     from ..data import push_to_hub
 
-    try:
-        print(push_to_hub(args.out, args.repo_id, private=args.private or None))
-    except FileNotFoundError as err:
-        raise CommandError(f"diffusers-spatial dataset push: error: {err}") from None
+    print(push_to_hub(args.out, args.repo_id, private=args.private or None))
     return 0

@@ -181,13 +181,10 @@ def run(args: argparse.Namespace) -> int:
 
     out = Path(args.out)
     if out.exists() and not out.is_dir():
-        raise CommandError(f"diffusers-spatial demo: error: --out {str(out)!r} exists and is not a folder")
-    try:
-        model = Path(args.model) if args.model else world_model_path()
-    except FileNotFoundError as err:
-        raise CommandError(f"diffusers-spatial demo: error: {err}") from None
+        raise ValueError(f"--out {str(out)!r} exists and is not a folder")
+    model = Path(args.model) if args.model else world_model_path()
     if not (model / "model_index.json").is_file():
-        raise CommandError(f"diffusers-spatial demo: error: --model {str(model)!r} is not a diffusers pipeline folder")
+        raise ValueError(f"--model {str(model)!r} is not a diffusers pipeline folder")
     out.mkdir(parents=True, exist_ok=True)
     _say(WORLD_MODEL_NOTICE)
     progress = not args.no_progress
@@ -211,7 +208,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         held_out = {frozenset((p.subject, p.object)) for p in split_suite(config).evaluation}
     except ValueError as err:  # no pair left for TORE's calibration
-        raise CommandError(f"diffusers-spatial demo: error: --num-pairs: {err}") from None
+        raise ValueError(f"--num-pairs: {err}") from None
     _build_dataset(out / "world-dataset", args.dataset_rows, held_out, progress)
     _say(f"2/5 world base model: {model} (model card: {model / 'README.md'})")
     lora, skipped = _train_lora(model, out / "world-dataset", out / "esplora", args)
@@ -221,10 +218,7 @@ def run(args: argparse.Namespace) -> int:
     commands = real_run_commands(config)
     # the report says why its +LoRA columns are missing, not only "LoRA: none"
     appendix = f"**The +LoRA variants did not run**: {skipped}.\n\n{commands}" if skipped else commands
-    try:
-        report = run_bench(config, out / "bench", progress=progress, appendix=appendix)
-    except ValueError as err:  # e.g. the folder holds a run made with other settings
-        raise CommandError(f"diffusers-spatial demo: error: {err}") from None
+    report = run_bench(config, out / "bench", progress=progress, appendix=appendix)
 
     print()
     print(format_summary(report))

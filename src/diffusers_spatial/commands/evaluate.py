@@ -25,8 +25,6 @@ import os
 import sys
 from pathlib import Path
 
-EXIT_BAD_INPUT = 2
-
 
 def _positive_int(text: str) -> int:
     try:
@@ -127,44 +125,34 @@ def register(subparsers) -> None:
     parser.set_defaults(func=run)
 
 
-def _fail(message: str) -> int:
-    print(f"diffusers-spatial evaluate: error: {message}", file=sys.stderr)
-    return EXIT_BAD_INPUT
-
-
 def run(args: argparse.Namespace) -> int:
     from ..metric import EvaluationConfig, build_report, collect_items, evaluate_items, read_results, write_report
     from ..metric.evaluation import RECORD_VERSION, distributed_state
 
     out_dir = Path(args.out)
     # Everything about the input is checked here, before a model is loaded or an image is read.
-    try:
-        protocol_options: dict[str, dict] = {}
-        for protocol, name, value in args.option:
-            protocol_options.setdefault(protocol, {})[name] = value
-        protocols = None if not args.protocol else ",".join(args.protocol)
-        config = EvaluationConfig.from_kwargs(
-            protocols=protocols,
-            primary_protocol=args.primary_protocol,
-            detector=args.detector,
-            depth_model=args.depth_model,
-            batch_size=args.batch_size,
-            images_per_prompt=args.images_per_prompt,
-            protocol_options=protocol_options,
-            detector_options=dict(args.detector_option),
-        )
-        items = collect_items(
-            args.images_dir, args.prompts, images_per_prompt=args.images_per_prompt, exclude=[out_dir]
-        )
-    except (ValueError, FileNotFoundError) as e:
-        return _fail(str(e))
+    protocol_options: dict[str, dict] = {}
+    for protocol, name, value in args.option:
+        protocol_options.setdefault(protocol, {})[name] = value
+    protocols = None if not args.protocol else ",".join(args.protocol)
+    config = EvaluationConfig.from_kwargs(
+        protocols=protocols,
+        primary_protocol=args.primary_protocol,
+        detector=args.detector,
+        depth_model=args.depth_model,
+        batch_size=args.batch_size,
+        images_per_prompt=args.images_per_prompt,
+        protocol_options=protocol_options,
+        detector_options=dict(args.detector_option),
+    )
+    items = collect_items(args.images_dir, args.prompts, images_per_prompt=args.images_per_prompt, exclude=[out_dir])
 
     state = distributed_state()
     is_main = state is None or state.is_main_process
     try:
         report = evaluate_items(items, config, out_dir=out_dir, overwrite=args.overwrite, progress=not args.quiet)
-    except ValueError as e:  # settings differ from the results already in OUT, or a model cannot be loaded
-        return _fail(str(e))
+    except ValueError:  # settings differ from the results already in OUT: no partial report over them
+        raise
     except BaseException:
         # Interrupted or crashed: the per-image results are on disk; still report what was scored.
         if is_main:

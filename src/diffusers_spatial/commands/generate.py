@@ -22,7 +22,6 @@ import os
 from ..suites import SUITES
 from ..utils.files import read_lines
 from ._args import (
-    CommandError,
     add_device_arguments,
     add_sampling_arguments,
     check_source,
@@ -89,32 +88,29 @@ def run(args: argparse.Namespace) -> int:
         process_state,
     )
 
-    try:
-        for value, flag in ((args.model, "--model"), (args.lora, "--lora"), (args.tore, "--tore")):
-            check_source(value, flag)
-        if os.path.exists(args.out) and not os.path.isdir(args.out):
-            raise ValueError(f"--out {args.out!r} exists and is not a folder")
-        prompts = _read_prompts(args)
-        device, dtype = resolve_device_and_dtype(args)
-        pipe = load_generation_pipeline(
-            args.model, lora=args.lora, lora_scale=args.lora_scale, tore=args.tore, device=device, torch_dtype=dtype
-        )
-        images = generate_images(
-            pipe,
-            prompts,
-            args.out,
-            images_per_prompt=args.images_per_prompt,
-            seed=args.seed,
-            batch_size=args.batch_size,
-            num_inference_steps=args.steps,
-            guidance_scale=args.guidance,
-            height=args.height,
-            width=args.width,
-            progress=not args.no_progress,
-            model_info={**describe_pipeline(pipe), "lora": args.lora},
-        )
-    except (ValueError, OSError) as err:  # bad input, a model that cannot be found or read
-        raise CommandError(f"diffusers-spatial generate: error: {err}") from None
+    for value, flag in ((args.model, "--model"), (args.lora, "--lora"), (args.tore, "--tore")):
+        check_source(value, flag)
+    if os.path.exists(args.out) and not os.path.isdir(args.out):
+        raise ValueError(f"--out {args.out!r} exists and is not a folder")
+    prompts = _read_prompts(args)
+    device, dtype = resolve_device_and_dtype(args)
+    pipe = load_generation_pipeline(
+        args.model, lora=args.lora, lora_scale=args.lora_scale, tore=args.tore, device=device, torch_dtype=dtype
+    )
+    images = generate_images(
+        pipe,
+        prompts,
+        args.out,
+        images_per_prompt=args.images_per_prompt,
+        seed=args.seed,
+        batch_size=args.batch_size,
+        num_inference_steps=args.steps,
+        guidance_scale=args.guidance,
+        height=args.height,
+        width=args.width,
+        progress=not args.no_progress,
+        model_info={**describe_pipeline(pipe), "lora": args.lora},
+    )
     if process_state().is_main_process:
         print(f"{len(images)} images in {args.out} ({MANIFEST_NAME}, {PROMPTS_NAME})")
     return 0
