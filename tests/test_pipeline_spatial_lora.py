@@ -315,10 +315,12 @@ def test_refuses_bad_sources_and_bases(sd_files, sdxl_files, tmp_path):
         save_file({"x": torch.zeros(1)}, tmp_path / "two" / name)
     with pytest.raises(ValueError, match="pass weight_name"):
         _spatial(sd_files / "base", spatial_lora=tmp_path / "two")
-    (tmp_path / "flux").mkdir()
-    (tmp_path / "flux" / "model_index.json").write_text(json.dumps({"_class_name": "FluxPipeline"}))
-    with pytest.raises(ValueError, match="is a 'FluxPipeline'"):
-        SpatialLoRAPipeline.from_pretrained(tmp_path / "flux")
+    (tmp_path / "other").mkdir()
+    (tmp_path / "other" / "model_index.json").write_text(json.dumps({"_class_name": "KandinskyPipeline"}))
+    with pytest.raises(
+        ValueError, match=r"supports SD 1.x/2.x .*FLUX.1 \(FluxPipeline\) bases; .* is a 'KandinskyPipeline'"
+    ):
+        SpatialLoRAPipeline.from_pretrained(tmp_path / "other")
     with pytest.raises(ValueError, match="SpatialLoRAStableDiffusionXLPipeline cannot load it"):
         SpatialLoRAStableDiffusionXLPipeline.from_pretrained(sd_files / "base")
     # A typo in a local path is a missing path, not a Hub error about repo ids.

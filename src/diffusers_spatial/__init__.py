@@ -30,6 +30,8 @@ _LAZY_IMPORTS: dict[str, str] = {
     "SpatialLoRAConfig": "pipelines",
     "SpatialLoRAPipeline": "pipelines",
     "SpatialLoRAPipelineOutput": "pipelines",
+    "SpatialLoRAFluxPipeline": "pipelines",
+    "SpatialLoRAStableDiffusion3Pipeline": "pipelines",
     "SpatialLoRAStableDiffusionPipeline": "pipelines",
     "SpatialLoRAStableDiffusionXLPipeline": "pipelines",
     # TORE
@@ -59,8 +61,10 @@ __all__ = [
     "LoRAMismatchError",
     "Perception",
     "SpatialLoRAConfig",
+    "SpatialLoRAFluxPipeline",
     "SpatialLoRAPipeline",
     "SpatialLoRAPipelineOutput",
+    "SpatialLoRAStableDiffusion3Pipeline",
     "SpatialLoRAStableDiffusionPipeline",
     "SpatialLoRAStableDiffusionXLPipeline",
     "SpatialPrompt",
@@ -87,8 +91,10 @@ if TYPE_CHECKING:
     from .pipelines import (
         LoRAMismatchError,
         SpatialLoRAConfig,
+        SpatialLoRAFluxPipeline,
         SpatialLoRAPipeline,
         SpatialLoRAPipelineOutput,
+        SpatialLoRAStableDiffusion3Pipeline,
         SpatialLoRAStableDiffusionPipeline,
         SpatialLoRAStableDiffusionXLPipeline,
     )

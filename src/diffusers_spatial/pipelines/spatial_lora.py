@@ -1,8 +1,8 @@
-"""`SpatialLoRAPipeline`: a Stable Diffusion 1.x / 2.x or SDXL pipeline with a spatial LoRA fused in and TORE.
+"""`SpatialLoRAPipeline`: an SD 1.x / 2.x, SDXL, SD3.x or FLUX.1 pipeline with a spatial LoRA fused in and TORE.
 
-Design: one family class per base architecture, each a thin subclass of the diffusers pipeline it extends
-(`SpatialLoRAStableDiffusionPipeline(StableDiffusionPipeline)`, `SpatialLoRAStableDiffusionXLPipeline(
-StableDiffusionXLPipeline)`), behind one entry point, `SpatialLoRAPipeline.from_pretrained`, which reads the base's
+Design: one family class per base architecture (the families' records are in `families.py`), each a thin subclass
+of the diffusers pipeline it extends (`SpatialLoRAStableDiffusionPipeline(StableDiffusionPipeline)`, ...,
+`SpatialLoRAFluxPipeline(FluxPipeline)`), behind one entry point, `SpatialLoRAPipeline.from_pretrained`, which reads the base's
 `model_index.json` and dispatches. Subclassing (rather than wrapping) keeps every diffusers feature working
 unchanged: all `__call__` arguments, schedulers, offloading, `load_lora_weights`, callbacks, `to()`. Every family
 class is also an instance of `SpatialLoRAPipeline`.
@@ -31,7 +31,13 @@ from collections.abc import Mapping
 from typing import Any
 
 import torch
-from diffusers import DiffusionPipeline, StableDiffusionPipeline, StableDiffusionXLPipeline
+from diffusers import (
+    DiffusionPipeline,
+    FluxPipeline,
+    StableDiffusion3Pipeline,
+    StableDiffusionPipeline,
+    StableDiffusionXLPipeline,
+)
 from diffusers.configuration_utils import ConfigMixin
 from diffusers.utils import convert_state_dict_to_peft, convert_unet_state_dict_to_peft, logging
 
@@ -39,6 +45,8 @@ from ..tore import Tore
 from ..tore.core import TORE_CONFIG_NAME
 from ..tore.hook import ToreHook
 from ..utils.files import read_json
+from . import families
+from .families import family_named
 from .pipeline_output import SpatialLoRAPipelineOutput
 
 logger = logging.get_logger(__name__)
@@ -279,16 +287,23 @@ def _find_module(model: torch.nn.Module, path: str) -> torch.nn.Module | None:
 
 
 def _describe_base(pipe) -> str:
-    unet = pipe.unet.config
-    family = "SDXL" if getattr(unet, "addition_embed_type", None) == "text_time" else "SD 1.x/2.x"
+    cls = getattr(pipe, "_base_pipeline_class", type(pipe)).__name__
+    family = family_named(cls)
     config = getattr(pipe, "_spatial_config", None)
     base_model = None if config is None else config.config.base_model
     where = f"{base_model!r} " if base_model else ""
-    cls = getattr(pipe, "_base_pipeline_class", type(pipe)).__name__
-    return (
-        f"{where}({cls}, {family}; UNet cross_attention_dim={unet.cross_attention_dim}, "
-        f"block_out_channels={list(unet.block_out_channels)})"
-    )
+    if getattr(pipe, "unet", None) is not None:
+        unet = pipe.unet.config
+        shape = (
+            f"UNet cross_attention_dim={unet.cross_attention_dim}, block_out_channels={list(unet.block_out_channels)}"
+        )
+    else:
+        transformer = pipe.transformer.config
+        shape = (
+            f"{type(pipe.transformer).__name__} joint_attention_dim={transformer.joint_attention_dim}, "
+            f"inner width={transformer.num_attention_heads * transformer.attention_head_dim}"
+        )
+    return f"{where}({cls}, {family.name if family else 'unknown family'}; {shape})"
 
 
 def _describe_lora(state_dict: Mapping[str, torch.Tensor]) -> str:
@@ -312,7 +327,7 @@ def _describe_lora(state_dict: Mapping[str, torch.Tensor]) -> str:
 def check_lora_fits(pipe, state_dict: Mapping[str, torch.Tensor], lora_name: str = "LoRA") -> int:
     """Check every layer of a diffusers-format LoRA state dict against `pipe`'s modules, before loading it.
 
-    Each key must name a LoRA-loadable component of `pipe` (`unet`, `text_encoder`, `text_encoder_2`) and a Linear /
+    Each key must name a LoRA-loadable component of `pipe` (`unet` or `transformer`, `text_encoder`, ...) and a Linear /
     Conv2d layer in it; `lora_A` must take that layer's input width, `lora_B` give its output width, and both halves
     of a layer must share one rank.
 
@@ -338,7 +353,12 @@ def check_lora_fits(pipe, state_dict: Mapping[str, torch.Tensor], lora_name: str
 
     layers = 0
     for name, sub in by_component.items():
-        peft_keys = convert_unet_state_dict_to_peft(sub) if name == "unet" else convert_state_dict_to_peft(sub)
+        if any(".lora_A." in key or ".lora_B." in key for key in sub):  # peft's layout already (SD3 / FLUX scripts)
+            peft_keys = sub
+        elif name == "unet":
+            peft_keys = convert_unet_state_dict_to_peft(sub)
+        else:
+            peft_keys = convert_state_dict_to_peft(sub)
         halves: dict[str, dict[str, torch.Tensor]] = {}
         for key, value in peft_keys.items():
             match = _LORA_KEY.match(key)
@@ -439,7 +459,7 @@ class SpatialLoRAPipeline:
         r"""Load a base pipeline, its spatial LoRA and TORE.
 
         Args:
-            pretrained_model_name_or_path: Hub id or local folder of a Stable Diffusion 1.x / 2.x or SDXL pipeline
+            pretrained_model_name_or_path: Hub id or local folder of an SD 1.x / 2.x, SDXL, SD3.x or FLUX.1 pipeline
                 (or a folder saved by `SpatialLoRAPipeline.save_pretrained`, which restores its LoRA, scale and TORE).
             spatial_lora: a diffusers-format LoRA (a `.safetensors` file, a folder, a Hub repo, or a state dict;
                 kohya-style LoRAs that diffusers' `load_lora_weights` reads are accepted). None: the saved
@@ -456,7 +476,7 @@ class SpatialLoRAPipeline:
 
         Raises:
             FileNotFoundError: for a local path (absolute, relative with `./`, or nested) that does not exist.
-            ValueError: for a base that is not SD 1.x / 2.x / SDXL, naming its class.
+            ValueError: for a base of another family, naming its class.
             LoRAMismatchError: for a LoRA that does not fit the base, before anything is loaded into it.
         """
         base = pretrained_model_name_or_path
@@ -506,13 +526,14 @@ class SpatialLoRAPipeline:
         tore_mode: str = "rewrite",
         **kwargs,
     ):
-        r"""A spatial pipeline sharing the components of an SD 1.x / 2.x or SDXL `pipeline` (diffusers' `from_pipe`).
+        r"""A spatial pipeline sharing the components of a supported `pipeline` (diffusers' `from_pipe`).
 
         No weights are copied: as with diffusers' `from_pipe`, a LoRA loaded here changes the shared modules, so
         `pipeline` then generates with it too (`unload_spatial_lora()` restores both).
 
         Args:
-            pipeline: a `StableDiffusionPipeline` / `StableDiffusionXLPipeline` (or a spatial one).
+            pipeline: a `StableDiffusionPipeline`, `StableDiffusionXLPipeline`, `StableDiffusion3Pipeline` or
+                `FluxPipeline` (or a spatial one).
             spatial_lora, lora_scale, tore, fuse, weight_name, tore_mode: as in `from_pretrained`.
             kwargs: passed to diffusers' `from_pipe` (components to replace, `torch_dtype`).
 
@@ -583,8 +604,11 @@ class SpatialLoRAPipeline:
         lora_scale = _check_scale(lora_scale)
         tensors, metadata, local_file = read_lora(spatial_lora, weight_name, **hub_kwargs)
         name = f"LoRA {local_file or 'state dict'!r}"
+        # SD / SDXL read kohya layouts against the UNet's config; the transformer families need no config.
+        kwargs = {"unet_config": self.unet.config} if self._family.denoiser == "unet" else {}
         try:
-            converted, _ = type(self).lora_state_dict(dict(tensors), unet_config=self.unet.config)
+            converted = type(self).lora_state_dict(dict(tensors), **kwargs)
+            converted = converted[0] if isinstance(converted, tuple) else converted  # (state dict, alphas) or not
         except (ValueError, KeyError) as err:
             raise LoRAMismatchError(f"{name} cannot be read as a LoRA for {_describe_base(self)}: {err}") from err
         check_lora_fits(self, converted, name)
@@ -731,6 +755,11 @@ class SpatialLoRAPipeline:
         if tore is None:
             self._tore, self._tore_hook = None, None
             return
+        if mode == "layout" and not self._family.layout_callback:
+            raise ValueError(
+                f"TORE's layout mode needs a pipeline whose step-end callback exposes the text conditioning TORE "
+                f"switches; {self._base_pipeline_class.__name__} ({self._family.name}) does not: use mode='rewrite'"
+            )
         if not isinstance(tore, Tore):
             tore = Tore.from_pretrained(tore)
         self._tore_hook = ToreHook(tore, mode, cutoff_step_ratio, cutoff_step_index)
@@ -858,12 +887,12 @@ class SpatialLoRAPipeline:
         config = self.spatial_config.config
         base = config.base_model
         is_hub_id = bool(base) and not os.path.exists(base) and re.fullmatch(r"[\w.-]+/[\w.-]+", base) is not None
-        family = "stable-diffusion-xl" if isinstance(self, StableDiffusionXLPipeline) else "stable-diffusion"
         data = ModelCardData(
             library_name="diffusers",
             pipeline_tag="text-to-image",
             base_model=base if is_hub_id else None,
-            tags=["diffusers", "diffusers-spatial", "text-to-image", "lora", "spatial", "esplora", "tore", family],
+            tags=["diffusers", "diffusers-spatial", "text-to-image", "lora", "spatial", "esplora", "tore"]
+            + [self._family.hub_tag],
         )
         name = repo_id or "path/to/this/folder"
         lines = [
@@ -986,31 +1015,47 @@ def _spatial_call(base: type):
 class SpatialLoRAStableDiffusionPipeline(SpatialLoRAPipeline, StableDiffusionPipeline):
     """`SpatialLoRAPipeline` for Stable Diffusion 1.x / 2.x bases (a `StableDiffusionPipeline`)."""
 
-    _base_pipeline_class = StableDiffusionPipeline
+    _base_pipeline_class, _family = StableDiffusionPipeline, families.SD
     __call__ = torch.no_grad()(_spatial_call(StableDiffusionPipeline))
 
 
 class SpatialLoRAStableDiffusionXLPipeline(SpatialLoRAPipeline, StableDiffusionXLPipeline):
     """`SpatialLoRAPipeline` for Stable Diffusion XL bases (a `StableDiffusionXLPipeline`)."""
 
-    _base_pipeline_class = StableDiffusionXLPipeline
+    _base_pipeline_class, _family = StableDiffusionXLPipeline, families.SDXL
     __call__ = torch.no_grad()(_spatial_call(StableDiffusionXLPipeline))
 
 
-_FAMILIES: dict[str, type] = {
-    "StableDiffusionPipeline": SpatialLoRAStableDiffusionPipeline,
-    "SpatialLoRAStableDiffusionPipeline": SpatialLoRAStableDiffusionPipeline,
-    "StableDiffusionXLPipeline": SpatialLoRAStableDiffusionXLPipeline,
-    "SpatialLoRAStableDiffusionXLPipeline": SpatialLoRAStableDiffusionXLPipeline,
-}
+class SpatialLoRAStableDiffusion3Pipeline(SpatialLoRAPipeline, StableDiffusion3Pipeline):
+    """`SpatialLoRAPipeline` for Stable Diffusion 3.x bases (a `StableDiffusion3Pipeline`, MMDiT)."""
+
+    _base_pipeline_class, _family = StableDiffusion3Pipeline, families.SD3
+    __call__ = torch.no_grad()(_spatial_call(StableDiffusion3Pipeline))
+
+
+class SpatialLoRAFluxPipeline(SpatialLoRAPipeline, FluxPipeline):
+    """`SpatialLoRAPipeline` for FLUX.1 bases (a `FluxPipeline`: [dev] or [schnell])."""
+
+    _base_pipeline_class, _family = FluxPipeline, families.FLUX
+    __call__ = torch.no_grad()(_spatial_call(FluxPipeline))
+
+
+_SPATIAL_CLASSES = (
+    SpatialLoRAStableDiffusionPipeline,
+    SpatialLoRAStableDiffusionXLPipeline,
+    SpatialLoRAStableDiffusion3Pipeline,
+    SpatialLoRAFluxPipeline,
+)
+# A base names its diffusers class; a spatial pipeline object may also be asked for by its own class name.
+_FAMILIES: dict[str, type] = {c._base_pipeline_class.__name__: c for c in _SPATIAL_CLASSES}
+_FAMILIES.update({c.__name__: c for c in _SPATIAL_CLASSES})
 
 
 def _family_for(class_name: str | None, saved: SpatialLoRAConfig | None, base) -> type:
-    if saved is not None and saved.base_pipeline_class in _FAMILIES:
-        class_name = saved.base_pipeline_class
+    if saved is not None and saved.config.base_pipeline_class in _FAMILIES:
+        class_name = saved.config.base_pipeline_class
     if class_name not in _FAMILIES:
         raise ValueError(
-            f"SpatialLoRAPipeline supports Stable Diffusion 1.x/2.x (StableDiffusionPipeline) and SDXL "
-            f"(StableDiffusionXLPipeline) bases; {os.fspath(base)!r} is a {class_name!r}"
+            f"SpatialLoRAPipeline supports {families.supported_bases()} bases; {os.fspath(base)!r} is a {class_name!r}"
         )
     return _FAMILIES[class_name]

@@ -1,4 +1,4 @@
-"""Tiny Stable Diffusion 1.x / 2.x and SDXL pipelines built from configs, fully offline.
+"""Tiny Stable Diffusion 1.x / 2.x, SDXL, SD3 and FLUX.1 pipelines built from configs, fully offline.
 
 They have the real architectures (the same diffusers / transformers classes and the same `from_pretrained` /
 `save_pretrained` / `load_lora_weights` code paths as a real checkpoint) at a size where a 2-step 64 px inference
@@ -26,19 +26,35 @@ from diffusers import (
     AutoencoderKL,
     DDIMScheduler,
     EulerDiscreteScheduler,
+    FlowMatchEulerDiscreteScheduler,
+    FluxPipeline,
+    FluxTransformer2DModel,
+    SD3Transformer2DModel,
+    StableDiffusion3Pipeline,
     StableDiffusionPipeline,
     StableDiffusionXLPipeline,
     UNet2DConditionModel,
 )
-from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection, CLIPTokenizer
+from transformers import (
+    CLIPTextConfig,
+    CLIPTextModel,
+    CLIPTextModelWithProjection,
+    CLIPTokenizer,
+    T5Config,
+    T5EncoderModel,
+    T5Tokenizer,
+)
 
 __all__ = [
     "TINY_LORA_TARGETS",
     "byte_level_alphabet",
     "make_tiny_lora",
+    "make_tiny_flux",
     "make_tiny_sd",
+    "make_tiny_sd3",
     "make_tiny_sdxl",
     "tiny_clip_tokenizer",
+    "tiny_t5_tokenizer",
 ]
 
 # The attention projections ESPLoRA (and most diffusers LoRA scripts) adapt.
@@ -78,6 +94,21 @@ def tiny_clip_tokenizer(model_max_length: int = 77) -> CLIPTokenizer:
     vocab["<|startoftext|>"] = len(vocab)
     vocab["<|endoftext|>"] = len(vocab)
     return CLIPTokenizer(vocab=vocab, merges=[], model_max_length=model_max_length)
+
+
+def tiny_t5_tokenizer() -> T5Tokenizer:
+    """A character-level T5 (Unigram) tokenizer built in memory: `<pad>` 0, `</s>` 1, `<unk>` 2 as in T5, then one
+    piece per printable ASCII character and the word-start marker. Any text tokenizes; nothing is downloaded."""
+    pieces = [chr(c) for c in range(ord("!"), ord("~") + 1)] + ["\u2581"]
+    vocab = [("<pad>", 0.0), ("</s>", 0.0), ("<unk>", 0.0)] + [(piece, -1.0) for piece in pieces]
+    return T5Tokenizer(vocab=vocab, extra_ids=0)
+
+
+def _tiny_t5(tokenizer: T5Tokenizer, d_model: int = 32) -> T5EncoderModel:
+    config = T5Config(
+        vocab_size=len(tokenizer), d_model=d_model, d_kv=8, d_ff=37, num_layers=2, num_heads=4, dropout_rate=0.0
+    )
+    return T5EncoderModel(config)
 
 
 def _text_config(tokenizer: CLIPTokenizer, hidden_size: int = 32, projection_dim: int | None = None) -> CLIPTextConfig:
@@ -219,6 +250,114 @@ def make_tiny_sdxl(path: str | os.PathLike | None = None, seed: int = 0) -> Stab
     return _finish(pipe, path)
 
 
+def _tiny_flow_vae(latent_channels: int) -> AutoencoderKL:
+    # One level (no downsampling) and the shift / scale a flow-matching VAE has.
+    return AutoencoderKL(
+        block_out_channels=(8,),
+        in_channels=3,
+        out_channels=3,
+        down_block_types=("DownEncoderBlock2D",),
+        up_block_types=("UpDecoderBlock2D",),
+        latent_channels=latent_channels,
+        norm_num_groups=2,
+        sample_size=32,
+        use_quant_conv=False,
+        use_post_quant_conv=False,
+        shift_factor=0.0609,
+        scaling_factor=1.5035,
+    )
+
+
+def make_tiny_sd3(path: str | os.PathLike | None = None, seed: int = 0) -> StableDiffusion3Pipeline:
+    """Build a tiny Stable Diffusion 3.x pipeline (MMDiT transformer, two CLIP encoders and a T5) from configs.
+
+    Args:
+        path: if given, the pipeline is also saved there with `save_pretrained` (safetensors).
+        seed: seed of the random weights.
+
+    Returns:
+        A `StableDiffusion3Pipeline` on the CPU in float32.
+    """
+    torch.manual_seed(seed)
+    # The two CLIP encoders' hidden states (16 + 16) are padded to the T5 width (32), the joint attention width;
+    # their pooled projections (16 + 16) are the pooled conditioning.
+    transformer = SD3Transformer2DModel(
+        sample_size=32,
+        patch_size=1,
+        in_channels=4,
+        num_layers=1,
+        attention_head_dim=8,
+        num_attention_heads=2,  # inner width 16, FLUX's tiny one 32: a LoRA of one does not fit the other
+        joint_attention_dim=32,
+        caption_projection_dim=16,
+        pooled_projection_dim=32,
+        out_channels=4,
+    )
+    components = {}
+    for index, suffix in enumerate(("", "_2")):
+        torch.manual_seed(seed + 2 + index)
+        tokenizer = tiny_clip_tokenizer()
+        components[f"tokenizer{suffix}"] = tokenizer
+        components[f"text_encoder{suffix}"] = CLIPTextModelWithProjection(
+            _text_config(tokenizer, hidden_size=16, projection_dim=16)
+        )
+    torch.manual_seed(seed + 4)
+    tokenizer_3 = tiny_t5_tokenizer()
+    torch.manual_seed(seed + 1)
+    pipe = StableDiffusion3Pipeline(
+        transformer=transformer,
+        vae=_tiny_flow_vae(latent_channels=4),
+        scheduler=FlowMatchEulerDiscreteScheduler(shift=3.0),
+        tokenizer_3=tokenizer_3,
+        text_encoder_3=_tiny_t5(tokenizer_3),
+        **components,
+    )
+    return _finish(pipe, path)
+
+
+def make_tiny_flux(path: str | os.PathLike | None = None, seed: int = 0) -> FluxPipeline:
+    """Build a tiny FLUX.1 pipeline (dev layout: double- and single-stream blocks, guidance embedding, CLIP pooled
+    conditioning and T5 token conditioning) from configs.
+
+    Args:
+        path: if given, the pipeline is also saved there with `save_pretrained` (safetensors).
+        seed: seed of the random weights.
+
+    Returns:
+        A `FluxPipeline` on the CPU in float32.
+    """
+    torch.manual_seed(seed)
+    # FLUX packs 2 x 2 latent patches into tokens: 1 latent channel -> 4 transformer input channels.
+    transformer = FluxTransformer2DModel(
+        patch_size=1,
+        in_channels=4,
+        num_layers=1,
+        num_single_layers=1,
+        attention_head_dim=16,
+        num_attention_heads=2,
+        joint_attention_dim=32,
+        pooled_projection_dim=32,
+        guidance_embeds=True,
+        axes_dims_rope=(4, 4, 8),
+    )
+    torch.manual_seed(seed + 2)
+    tokenizer = tiny_clip_tokenizer()
+    text_encoder = CLIPTextModel(_text_config(tokenizer))
+    torch.manual_seed(seed + 3)
+    tokenizer_2 = tiny_t5_tokenizer()
+    torch.manual_seed(seed + 1)
+    pipe = FluxPipeline(
+        transformer=transformer,
+        vae=_tiny_flow_vae(latent_channels=1),
+        scheduler=FlowMatchEulerDiscreteScheduler(),
+        tokenizer=tokenizer,
+        text_encoder=text_encoder,
+        tokenizer_2=tokenizer_2,
+        text_encoder_2=_tiny_t5(tokenizer_2),
+    )
+    return _finish(pipe, path)
+
+
 def make_tiny_lora(
     pipe,
     path: str | os.PathLike | None = None,
@@ -228,49 +367,52 @@ def make_tiny_lora(
     text_encoder: bool = False,
     target_modules: tuple[str, ...] = TINY_LORA_TARGETS,
 ) -> dict[str, torch.Tensor]:
-    """Make a random (non-zero) LoRA for `pipe`'s UNet the way a training script does, without changing `pipe`.
+    """Make a random (non-zero) LoRA for `pipe`'s denoiser (UNet or transformer) the way a training script does,
+    without changing `pipe`.
 
     The adapter is created with peft (`LoraConfig` + `add_adapter`), its weights randomised (peft's
     `init_lora_weights=False`, so the LoRA really changes the output), read back with `get_peft_model_state_dict`
     and converted to diffusers' key layout, then removed from the pipeline again.
 
     Args:
-        pipe: a Stable Diffusion / SDXL pipeline (e.g. from `make_tiny_sd`).
+        pipe: a Stable Diffusion / SDXL / SD3 / FLUX pipeline (e.g. from `make_tiny_sd`).
         path: if given, a folder where `pytorch_lora_weights.safetensors` is written with the pipeline class's
             `save_lora_weights` (so `load_lora_weights(path)` reads it).
         rank: LoRA rank `r` (alpha = rank, i.e. scale 1).
         seed: seed of the random LoRA weights.
         text_encoder: also adapt the (first) text encoder's attention projections.
-        target_modules: UNet module names to adapt.
+        target_modules: denoiser module names to adapt.
 
     Returns:
-        The diffusers-format state dict (`unet.` / `text_encoder.` prefixed keys).
+        The diffusers-format state dict (`unet.` or `transformer.`, and `text_encoder.` prefixed keys).
     """
     from diffusers.utils import convert_state_dict_to_diffusers
     from peft import LoraConfig
     from peft.utils import get_peft_model_state_dict
+
+    denoiser = "unet" if getattr(pipe, "unet", None) is not None else "transformer"
 
     def _extract(model, targets, name):
         torch.manual_seed(seed)
         config = LoraConfig(r=rank, lora_alpha=rank, init_lora_weights=False, target_modules=list(targets))
         model.add_adapter(config, adapter_name=name)
         try:
-            state = convert_state_dict_to_diffusers(
-                get_peft_model_state_dict(model, adapter_name=name, save_embedding_layers=False)
-            )
+            state = get_peft_model_state_dict(model, adapter_name=name, save_embedding_layers=False)
+            # diffusers' SD / SDXL LoRA scripts save the diffusers key layout; its SD3 / FLUX scripts save peft's.
+            state = convert_state_dict_to_diffusers(state) if denoiser == "unet" else state
             return {k: v.detach().clone().contiguous() for k, v in state.items()}
         finally:
             model.delete_adapters(name) if hasattr(model, "delete_adapters") else model.delete_adapter(name)
 
     adapter = f"_tiny_lora_{seed}"
-    unet_layers = _extract(pipe.unet, target_modules, adapter)
+    denoiser_layers = _extract(getattr(pipe, denoiser), target_modules, adapter)
     text_layers = _extract(pipe.text_encoder, _TEXT_ENCODER_LORA_TARGETS, adapter) if text_encoder else None
 
-    state = {f"unet.{k}": v for k, v in unet_layers.items()}
+    state = {f"{denoiser}.{k}": v for k, v in denoiser_layers.items()}
     if text_layers:
         state.update({f"text_encoder.{k}": v for k, v in text_layers.items()})
     if path is not None:
-        kwargs = {"unet_lora_layers": unet_layers}
+        kwargs = {f"{denoiser}_lora_layers": denoiser_layers}
         if text_layers:
             kwargs["text_encoder_lora_layers"] = text_layers
         type(pipe).save_lora_weights(os.fspath(path), safe_serialization=True, **kwargs)
