@@ -123,3 +123,26 @@ def test_lora_of_another_family_is_refused_before_loading(family, tmp_path):
     make_tiny_lora(make(), tmp_path / "other_lora", rank=4)
     with pytest.raises(LoRAMismatchError, match="LoRA expects input width|no such Linear/Conv2d layer"):
         pipe.load_spatial_lora(load_file(tmp_path / "other_lora" / "pytorch_lora_weights.safetensors"))
+
+
+def test_generate_command_runs_on_the_family(family, tmp_path):
+    from diffusers_spatial.cli import main
+
+    root, plain_cls, _, call = family
+    (tmp_path / "prompts.txt").write_text("a cat to the left of a dog\na cup above a bowl\n")
+    argv = ["generate", "--model", str(root / "base"), "--lora", str(root / "lora"), "--out", str(tmp_path / "out")]
+    argv += [
+        "--prompts",
+        str(tmp_path / "prompts.txt"),
+        "--steps",
+        "1",
+        "--height",
+        "32",
+        "--width",
+        "32",
+        "--images-per-prompt",
+        "1",
+    ]
+    assert main([*argv, "--no-progress"]) == 0
+    lines = (tmp_path / "out" / "generations.jsonl").read_text().splitlines()
+    assert len(lines) == 2 and f"SpatialLoRA{plain_cls.__name__}" in lines[0] and "lora" in lines[0]

@@ -168,7 +168,9 @@ class BenchConfig:
     ```
     """
 
-    model: str = field(metadata={"help": "Hub model id or local diffusers folder (SD 1.x / 2.x, SDXL)."})
+    model: str = field(
+        metadata={"help": "Hub model id or local diffusers folder (SD 1.x / 2.x, SDXL, SD3.x, FLUX.1)."}
+    )
     lora: str | None = field(default=None, metadata={"help": "Spatial LoRA (file, folder or Hub id); None: no LoRA."})
     lora_scale: float = field(default=1.0, metadata={"help": "Scale of the fused LoRA."})
     tore: str | None = field(

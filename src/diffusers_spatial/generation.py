@@ -351,7 +351,7 @@ def generate_images(
     """Generate `images_per_prompt` seeded images per prompt into `out_dir`, resuming whatever is already there.
 
     Args:
-        pipe: any diffusers text-to-image pipeline (SD 1.x/2.x, SDXL, a `SpatialLoRAPipeline` with or without
+        pipe: any diffusers text-to-image pipeline (SD 1.x/2.x, SDXL, SD3.x, FLUX.1, a `SpatialLoRAPipeline` with or without
             TORE), already on its device: this function never moves it.
         prompts: `SuitePrompt`s (their `prompt_id`s name the files) or plain strings (ids: `prompt_id_for`).
         out_dir: output folder (created if missing); see the module docstring for its layout.

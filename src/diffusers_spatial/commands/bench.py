@@ -46,7 +46,9 @@ def register(subparsers) -> None:
         "Re-run the same command to resume.",
     )
     model = parser.add_argument_group("model")
-    model.add_argument("--model", required=True, help="Hub model id or local diffusers folder (SD 1.x/2.x, SDXL).")
+    model.add_argument(
+        "--model", required=True, help="Hub model id or local diffusers folder (SD 1.x/2.x, SDXL, SD3.x, FLUX.1)."
+    )
     model.add_argument("--lora", help="Spatial LoRA (file, folder or Hub id); adds the +LoRA and +LoRA+TORE runs.")
     model.add_argument("--lora-scale", type=finite_float, default=1.0, help="Scale of the fused LoRA (default 1).")
     model.add_argument("--tore", help="A calibrated TORE (folder, tore_config.json or Hub id); default: calibrate.")

@@ -40,7 +40,9 @@ def register(subparsers) -> None:
         "image) and OUT/prompts.jsonl (the prompts file `evaluate` reads). Re-run the same command to resume.",
     )
     model = parser.add_argument_group("model")
-    model.add_argument("--model", required=True, help="Hub model id or local diffusers folder (SD 1.x/2.x, SDXL).")
+    model.add_argument(
+        "--model", required=True, help="Hub model id or local diffusers folder (SD 1.x/2.x, SDXL, SD3.x, FLUX.1)."
+    )
     model.add_argument("--lora", help="Spatial LoRA: a .safetensors file, a folder or a Hub id (fused).")
     model.add_argument("--lora-scale", type=finite_float, help="LoRA scale (default: the saved one, else 1.0).")
     model.add_argument("--tore", help="TORE config: a folder or tore_config.json, or a Hub id.")

@@ -99,7 +99,7 @@ class ToreHook:
     Args:
         tore: the rule.
         mode: "rewrite" generates from TORE's choice for all steps; "layout" conditions the first steps on TORE's
-            choice and the rest on the prompt as written (`ToreLayoutCallback`, SD 1.x/2.x and SDXL pipelines).
+            choice and the rest on the prompt as written (`ToreLayoutCallback`, SD 1.x/2.x and SDXL pipelines; SD3.x and FLUX.1 take the rewrite only).
         cutoff_step_ratio, cutoff_step_index: where "layout" switches back (see `ToreLayoutCallback`).
 
     Attributes:
