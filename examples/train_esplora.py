@@ -31,6 +31,7 @@ from diffusers import AutoencoderKL, StableDiffusionPipeline, UNet2DConditionMod
 from tqdm.auto import tqdm
 from transformers import CLIPTextModel, CLIPTokenizer
 
+from diffusers_spatial.pipelines.families import SD
 from diffusers_spatial.training import (
     LORA_WEIGHT_NAME,
     NonFiniteLossError,
@@ -290,7 +291,7 @@ def main(args):
             repo_id=repo_id,
             stats=stats,
             validation=validation,
-            sdxl=False,
+            family=SD,
             mixed_precision=accelerator.mixed_precision,
         )
     accelerator.end_training()

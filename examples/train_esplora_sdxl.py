@@ -33,6 +33,7 @@ from diffusers import AutoencoderKL, StableDiffusionXLPipeline, UNet2DConditionM
 from tqdm.auto import tqdm
 from transformers import CLIPTextModel, CLIPTextModelWithProjection, CLIPTokenizer
 
+from diffusers_spatial.pipelines.families import SDXL
 from diffusers_spatial.training import (
     LORA_WEIGHT_NAME,
     NonFiniteLossError,
@@ -331,7 +332,7 @@ def main(args):
             repo_id=repo_id,
             stats=stats,
             validation=validation,
-            sdxl=True,
+            family=SDXL,
             mixed_precision=accelerator.mixed_precision,
         )
     accelerator.end_training()

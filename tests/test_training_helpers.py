@@ -19,6 +19,7 @@ from PIL import Image, ImageDraw
 REPO = Path(__file__).resolve().parents[1]
 SD_SCRIPT = REPO / "examples" / "train_esplora.py"
 SDXL_SCRIPT = REPO / "examples" / "train_esplora_sdxl.py"
+FLOW_SCRIPT = REPO / "examples" / "train_esplora_flow.py"
 BIN = Path(sys.executable).parent
 
 _PAIRS = [("dog", "cat"), ("cup", "book"), ("car", "bench")]

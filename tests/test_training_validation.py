@@ -10,6 +10,7 @@ import pytest
 import torch
 from PIL import Image
 
+from diffusers_spatial.pipelines.families import SDXL
 from diffusers_spatial.training.model_card import save_model_card
 from diffusers_spatial.training.validation import (
     ValidationResult,
@@ -125,7 +126,7 @@ def test_model_card(tmp_path):
     assert "![a dog to the left of a cat](./image_0.png)" in card and (tmp_path / "image_0.png").is_file()
     assert 'pipe.load_lora_weights("me/esplora-sd15")' in card and "- rank: 16" in card
     assert "- mixed_precision: bf16" in card and "mixed_precision: None" not in card
-    bare = save_model_card(tmp_path / "bare", repo_id="x", base_model="m", dataset_name=None, sdxl=True)
+    bare = save_model_card(tmp_path / "bare", repo_id="x", base_model="m", dataset_name=None, family=SDXL)
     assert "No validation scores" in bare.read_text() and "StableDiffusionXLPipeline" in bare.read_text()
 
 

@@ -29,6 +29,7 @@ class ModelFamily:
         denoiser: the denoising component, `"unet"` or `"transformer"`.
         lora_target_modules: the denoiser's modules ESPLoRA adapts.
         hub_tag: the Hub tag of a model card ("stable-diffusion-xl").
+        license: the licence id of the family's reference weights, for model cards of LoRAs trained on them.
         default_base: the documented base on the Hub, for users who have it.
         layout_callback: whether TORE's sampling-time layout callback (mode "layout") fits the family's pipeline;
             where it does not, the prompt rewrite (mode "rewrite") is what TORE does.
@@ -39,6 +40,7 @@ class ModelFamily:
     denoiser: str
     lora_target_modules: tuple[str, ...]
     hub_tag: str
+    license: str
     default_base: str
     layout_callback: bool
 
@@ -49,6 +51,7 @@ SD = ModelFamily(
     "unet",
     ATTENTION_PROJECTIONS,
     "stable-diffusion",
+    "creativeml-openrail-m",
     "stable-diffusion-v1-5/stable-diffusion-v1-5",
     layout_callback=True,
 )
@@ -58,6 +61,7 @@ SDXL = ModelFamily(
     "unet",
     ATTENTION_PROJECTIONS,
     "stable-diffusion-xl",
+    "openrail++",
     "stabilityai/stable-diffusion-xl-base-1.0",
     layout_callback=True,
 )
@@ -68,6 +72,7 @@ SD3 = ModelFamily(
     "transformer",
     ATTENTION_PROJECTIONS,
     "sd3",
+    "other",  # the Stability AI Community License
     "stabilityai/stable-diffusion-3.5-medium",
     layout_callback=False,
 )
@@ -78,6 +83,7 @@ FLUX = ModelFamily(
     "transformer",
     ATTENTION_PROJECTIONS,
     "flux",
+    "other",  # FLUX.1 [dev] Non-Commercial License ([schnell]: Apache 2.0)
     "black-forest-labs/FLUX.1-dev",
     layout_callback=False,
 )

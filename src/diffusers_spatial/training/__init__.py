@@ -1,4 +1,5 @@
-"""Library code of the ESPLoRA training scripts (`examples/train_esplora.py`, `examples/train_esplora_sdxl.py`).
+"""Library code of the ESPLoRA training scripts (`examples/train_esplora.py`, `train_esplora_sdxl.py`,
+`train_esplora_flow.py`).
 
 The scripts read like diffusers' `train_text_to_image_lora.py`; what they share lives here, small and tested:
 
@@ -11,7 +12,7 @@ The scripts read like diffusers' `train_text_to_image_lora.py`; what they share 
 | `train_dataset` | the torch `Dataset` of training samples and its collate function |
 | `cache` | the latent and text-embedding caches |
 | `randomness` | seeds derived from (seed, epoch, step): resumable, cache-independent randomness |
-| `loss` | the denoising loss of one step (noise offset, v-prediction, Min-SNR) |
+| `loss` | the denoising loss of one step (noise offset, v-prediction, Min-SNR; flow matching for SD3 / FLUX) |
 | `lora` | LoRA adapters and their save / load in diffusers' format (incl. accelerate checkpoint hooks) |
 | `checkpoints` | checkpoint naming, `latest`, total limit, atomic saves, the non-finite loss stop |
 | `validation` | validation prompts, images, spatial scoring, tracker logging |
@@ -40,7 +41,7 @@ from .data import (
     validate_training_dataset,
 )
 from .lora import LORA_WEIGHT_NAME, add_lora_adapters, load_lora_into, register_lora_checkpoint_hooks, save_lora
-from .loss import diffusion_loss, sample_latents
+from .loss import diffusion_loss, flow_matching_loss, sample_flow_sigmas, sample_latents
 from .model_card import save_model_card
 from .randomness import derive_seed, step_generator
 from .sampler import (
@@ -97,6 +98,7 @@ __all__ = [
     "dataset_relation_keys",
     "derive_seed",
     "diffusion_loss",
+    "flow_matching_loss",
     "find_dataset_problems",
     "flip_caption",
     "list_checkpoints",
@@ -113,6 +115,7 @@ __all__ = [
     "relation_key",
     "resolve_resume_checkpoint",
     "run_validation",
+    "sample_flow_sigmas",
     "sample_latents",
     "save_checkpoint",
     "save_lora",

@@ -25,23 +25,27 @@ import os
 from collections.abc import Mapping
 
 import torch
+from diffusers import UNet2DConditionModel
 from diffusers.training_utils import _set_state_dict_into_text_encoder, cast_training_params
 from diffusers.utils import convert_state_dict_to_diffusers, convert_unet_state_dict_to_peft
 from peft import LoraConfig
 from peft.utils import get_peft_model_state_dict, set_peft_model_state_dict
+
+from ..pipelines.families import ATTENTION_PROJECTIONS
 
 __all__ = [
     "LORA_WEIGHT_NAME",
     "TEXT_ENCODER_LORA_TARGETS",
     "UNET_LORA_TARGETS",
     "add_lora_adapters",
+    "denoiser_role",
     "lora_layers_to_save",
     "register_lora_checkpoint_hooks",
     "save_lora",
 ]
 
 LORA_WEIGHT_NAME = "pytorch_lora_weights.safetensors"
-UNET_LORA_TARGETS = ("to_k", "to_q", "to_v", "to_out.0")
+UNET_LORA_TARGETS = ATTENTION_PROJECTIONS  # also the transformer families' (see pipelines/families.py)
 TEXT_ENCODER_LORA_TARGETS = ("q_proj", "k_proj", "v_proj", "out_proj")
 
 
@@ -56,7 +60,7 @@ def add_lora_adapters(
     """Add a trainable LoRA adapter ("default") to a UNet or CLIP text encoder; return its parameters (float32).
 
     Args:
-        model: a frozen `UNet2DConditionModel` or transformers CLIP text model.
+        model: a frozen `UNet2DConditionModel`, SD3 / FLUX transformer, or transformers CLIP text model.
         rank: LoRA rank r.
         alpha: LoRA alpha (default: rank, i.e. scale 1, as diffusers' scripts).
         dropout: LoRA dropout.
@@ -78,10 +82,17 @@ def add_lora_adapters(
     return [p for p in model.parameters() if p.requires_grad]
 
 
-def lora_layers_to_save(model: torch.nn.Module) -> dict[str, torch.Tensor]:
-    """The model's LoRA weights in diffusers' key layout (what `save_lora_weights` takes)."""
+def denoiser_role(model: torch.nn.Module) -> str:
+    """`"unet"` or `"transformer"`: the pipeline attribute, and LoRA key prefix, of a denoising model."""
+    return "unet" if isinstance(model, UNet2DConditionModel) else "transformer"
+
+
+def lora_layers_to_save(model: torch.nn.Module, diffusers_layout: bool = True) -> dict[str, torch.Tensor]:
+    """The model's LoRA weights as `save_lora_weights` takes them: diffusers' key layout (the SD / SDXL scripts) or
+    peft's (`diffusers_layout=False`: what diffusers' SD3 / FLUX scripts save)."""
     # No embedding layer is adapted; saying so also stops peft from looking the base model up on the Hub.
-    return convert_state_dict_to_diffusers(get_peft_model_state_dict(model, save_embedding_layers=False))
+    state = get_peft_model_state_dict(model, save_embedding_layers=False)
+    return convert_state_dict_to_diffusers(state) if diffusers_layout else state
 
 
 def _adapter_metadata(model: torch.nn.Module) -> dict:
@@ -91,7 +102,7 @@ def _adapter_metadata(model: torch.nn.Module) -> dict:
 def save_lora(
     save_directory: str | os.PathLike,
     pipeline_cls,
-    unet: torch.nn.Module,
+    denoiser: torch.nn.Module,
     text_encoders: Mapping[str, torch.nn.Module] | None = None,
 ) -> str:
     """Write `pytorch_lora_weights.safetensors` for `pipeline_cls` (e.g. `StableDiffusionPipeline`).
@@ -99,15 +110,20 @@ def save_lora(
     Args:
         save_directory: output folder (created).
         pipeline_cls: the pipeline class whose `save_lora_weights` / `load_lora_weights` define the format.
-        unet: the (unwrapped) UNet with its "default" LoRA adapter.
+        denoiser: the (unwrapped) UNet or transformer with its "default" LoRA adapter.
         text_encoders: trained text encoders by pipeline attribute ("text_encoder", "text_encoder_2").
 
     Returns:
         The path of the written file.
     """
-    kwargs = {"unet_lora_layers": lora_layers_to_save(unet), "unet_lora_adapter_metadata": _adapter_metadata(unet)}
+    role = denoiser_role(denoiser)
+    layout = role == "unet"
+    kwargs = {
+        f"{role}_lora_layers": lora_layers_to_save(denoiser, layout),
+        f"{role}_lora_adapter_metadata": _adapter_metadata(denoiser),
+    }
     for name, encoder in (text_encoders or {}).items():
-        kwargs[f"{name}_lora_layers"] = lora_layers_to_save(encoder)
+        kwargs[f"{name}_lora_layers"] = lora_layers_to_save(encoder, layout)
         kwargs[f"{name}_lora_adapter_metadata"] = _adapter_metadata(encoder)
     pipeline_cls.save_lora_weights(os.fspath(save_directory), safe_serialization=True, **kwargs)
     return os.path.join(os.fspath(save_directory), LORA_WEIGHT_NAME)
@@ -116,16 +132,19 @@ def save_lora(
 def load_lora_into(
     input_dir: str | os.PathLike,
     pipeline_cls,
-    unet: torch.nn.Module,
+    denoiser: torch.nn.Module,
     text_encoders: Mapping[str, torch.nn.Module] | None = None,
 ) -> None:
     """Load a folder written by `save_lora` back into models that carry the same "default" adapters."""
-    state_dict, _ = pipeline_cls.lora_state_dict(os.fspath(input_dir))
-    unet_state = {k[len("unet.") :]: v for k, v in state_dict.items() if k.startswith("unet.")}
-    incompatible = set_peft_model_state_dict(unet, convert_unet_state_dict_to_peft(unet_state), adapter_name="default")
+    state_dict = pipeline_cls.lora_state_dict(os.fspath(input_dir))
+    state_dict = state_dict[0] if isinstance(state_dict, tuple) else state_dict  # SD: (state dict, alphas)
+    role = denoiser_role(denoiser)
+    state = {k[len(role) + 1 :]: v for k, v in state_dict.items() if k.startswith(f"{role}.")}
+    state = convert_unet_state_dict_to_peft(state) if role == "unet" else state
+    incompatible = set_peft_model_state_dict(denoiser, state, adapter_name="default")
     unexpected = getattr(incompatible, "unexpected_keys", None)
     if unexpected:
-        raise ValueError(f"{input_dir}: LoRA keys that do not match the UNet's adapter: {unexpected[:5]} ...")
+        raise ValueError(f"{input_dir}: LoRA keys that do not match the {role}'s adapter: {unexpected[:5]} ...")
     for name, encoder in (text_encoders or {}).items():
         _set_state_dict_into_text_encoder(state_dict, prefix=f"{name}.", text_encoder=encoder)
 
@@ -133,12 +152,12 @@ def load_lora_into(
 def register_lora_checkpoint_hooks(
     accelerator,
     pipeline_cls,
-    unet: torch.nn.Module,
+    denoiser: torch.nn.Module,
     text_encoders: Mapping[str, torch.nn.Module] | None = None,
 ) -> None:
     """Make `accelerator.save_state` / `load_state` store only the LoRA weights, in diffusers' format.
 
-    accelerate would otherwise pickle the full UNet into every checkpoint. The hooks write / read
+    accelerate would otherwise pickle the full UNet / transformer into every checkpoint. The hooks write / read
     `pytorch_lora_weights.safetensors`; optimizer, scheduler and RNG states are still saved by accelerate.
     """
     text_encoders = dict(text_encoders or {})
@@ -149,8 +168,8 @@ def register_lora_checkpoint_hooks(
 
     def role_of(model) -> str:
         model = unwrap(model)
-        if model is unwrap(unet):
-            return "unet"
+        if model is unwrap(denoiser):
+            return "denoiser"
         for name, encoder in text_encoders.items():
             if model is unwrap(encoder):
                 return name
@@ -165,8 +184,8 @@ def register_lora_checkpoint_hooks(
             save_lora(
                 output_dir,
                 pipeline_cls,
-                models_by_role["unet"],
-                {k: v for k, v in models_by_role.items() if k != "unet"},
+                models_by_role["denoiser"],
+                {k: v for k, v in models_by_role.items() if k != "denoiser"},
             )
 
     def load_model_hook(models, input_dir):
@@ -175,7 +194,10 @@ def register_lora_checkpoint_hooks(
             model = models.pop()  # loaded here, not by accelerate
             models_by_role[role_of(model)] = unwrap(model)
         load_lora_into(
-            input_dir, pipeline_cls, models_by_role["unet"], {k: v for k, v in models_by_role.items() if k != "unet"}
+            input_dir,
+            pipeline_cls,
+            models_by_role["denoiser"],
+            {k: v for k, v in models_by_role.items() if k != "denoiser"},
         )
         cast_training_params(list(models_by_role.values()), dtype=torch.float32)
 

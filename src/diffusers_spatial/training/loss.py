@@ -1,4 +1,4 @@
-"""The denoising loss of one training step, shared by the SD and SDXL scripts.
+"""The denoising loss of one training step: DDPM-style for the SD and SDXL scripts, flow matching for SD3.x / FLUX.1.
 
 It is the loss of diffusers' `train_text_to_image_lora.py` (noise offset, epsilon / v-prediction targets, Min-SNR
 weighting through `diffusers.training_utils.compute_snr`) with one difference: every random number (the VAE
@@ -9,14 +9,15 @@ end with the same LoRA as an uninterrupted one, and a cached run follow the same
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 from diffusers.models.autoencoders.vae import DiagonalGaussianDistribution
-from diffusers.training_utils import compute_snr
+from diffusers.training_utils import compute_loss_weighting_for_sd3, compute_snr
 
-__all__ = ["diffusion_loss", "sample_latents"]
+__all__ = ["WEIGHTING_SCHEMES", "diffusion_loss", "flow_matching_loss", "sample_flow_sigmas", "sample_latents"]
 
 
 def _randn(shape, generator: torch.Generator, like: torch.Tensor) -> torch.Tensor:
@@ -93,3 +94,67 @@ def diffusion_loss(
     weights = weights / (snr + 1) if prediction_type == "v_prediction" else weights / snr
     loss = F.mse_loss(model_pred.float(), target.float(), reduction="none")
     return (loss.mean(dim=list(range(1, loss.ndim))) * weights).mean()
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Flow matching (SD3.x, FLUX.1): the rectified-flow objective of diffusers' train_dreambooth_lora_sd3 / _flux.py
+# ----------------------------------------------------------------------------------------------------------------
+
+WEIGHTING_SCHEMES = ("sigma_sqrt", "logit_normal", "mode", "cosmap", "none")
+
+
+def sample_flow_sigmas(
+    noise_scheduler,
+    batch_size: int,
+    generator: torch.Generator,
+    *,
+    weighting_scheme: str = "none",
+    logit_mean: float = 0.0,
+    logit_std: float = 1.0,
+    mode_scale: float = 1.29,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Training timesteps and their sigmas for a `FlowMatchEulerDiscreteScheduler`, drawn from `generator`.
+
+    The density over timesteps is diffusers' `compute_density_for_timestep_sampling` (SD3 paper, section 3.1):
+    logit-normal, mode-with-scale, or uniform for the other schemes; drawn here from `generator` so that a resumed
+    run replays the same timesteps.
+
+    Returns:
+        (timesteps, sigmas), each of shape (batch_size,), on the CPU.
+    """
+    if weighting_scheme == "logit_normal":
+        u = torch.sigmoid(logit_mean + logit_std * torch.randn(batch_size, generator=generator))
+    else:
+        u = torch.rand(batch_size, generator=generator)
+        if weighting_scheme == "mode":
+            u = 1 - u - mode_scale * (torch.cos(math.pi * u / 2) ** 2 - 1 + u)
+    num_train_timesteps = noise_scheduler.config.num_train_timesteps
+    indices = (u * num_train_timesteps).long().clamp(max=num_train_timesteps - 1)
+    timesteps = noise_scheduler.timesteps[indices].float()
+    sigmas = noise_scheduler.sigmas[indices].float()
+    return timesteps, sigmas
+
+
+def flow_matching_loss(
+    model_pred: torch.Tensor,
+    latents: torch.Tensor,
+    noise: torch.Tensor,
+    noisy_latents: torch.Tensor,
+    sigmas: torch.Tensor,
+    *,
+    weighting_scheme: str = "none",
+    precondition_outputs: bool = False,
+) -> torch.Tensor:
+    """The weighted MSE of a rectified-flow prediction, as diffusers' SD3 / FLUX LoRA scripts compute it.
+
+    The target is the velocity `noise - latents`; with `precondition_outputs` (the SD3 script's default), the
+    prediction is turned into a clean-latent estimate `noisy - sigma * pred` and compared with `latents`.
+    """
+    sigmas = sigmas.to(model_pred.device, torch.float32).view(-1, *([1] * (model_pred.ndim - 1)))
+    if precondition_outputs:
+        model_pred, target = noisy_latents.float() - sigmas * model_pred.float(), latents.float()
+    else:
+        target = noise.float() - latents.float()
+    weighting = compute_loss_weighting_for_sd3(weighting_scheme, sigmas)
+    loss = (weighting * (model_pred.float() - target) ** 2).reshape(len(target), -1).mean(1)
+    return loss.mean()

@@ -12,6 +12,8 @@ from pathlib import Path
 
 from huggingface_hub import ModelCard, ModelCardData
 
+from ..pipelines.families import SD, ModelFamily
+
 __all__ = ["save_model_card"]
 
 _TEMPLATE = """---
@@ -22,7 +24,7 @@ _TEMPLATE = """---
 
 These are ESPLoRA LoRA weights for [{{ base_model }}]({{ base_model_url }}), trained to put objects where the prompt
 says ("a dog to the left of a cat"). Training data: {{ dataset }}.
-{% if text_encoder %}LoRA was also trained on the text encoder{{ "s" if sdxl }}.{% endif %}
+{% if text_encoder %}LoRA was also trained on the text encoder{{ "s" if several_text_encoders }}.{% endif %}
 
 ## Spatial accuracy (validation)
 
@@ -74,7 +76,7 @@ def save_model_card(
     dataset_name: str | None,
     validation=None,
     train_text_encoder: bool = False,
-    sdxl: bool = False,
+    family: ModelFamily = SD,
     training_args=None,
     mixed_precision: str | None = None,
     max_images: int = 8,
@@ -88,7 +90,7 @@ def save_model_card(
         dataset_name: `--dataset_name` or `--train_data_dir`.
         validation: the final `ValidationResult` (images and metrics), or None.
         train_text_encoder: whether text-encoder LoRA was trained.
-        sdxl: SDXL base model.
+        family: the base model's family (`diffusers_spatial.pipelines.families`): tags, licence, pipeline class.
         training_args: the parsed arguments, summarised under "Training details".
         mixed_precision: the precision the run used (recorded instead of the flag, which may be unset).
         max_images: example images to include.
@@ -127,13 +129,13 @@ def save_model_card(
                 details.append(f"- {key}: {getattr(training_args, key)}")
     is_local = os.path.exists(base_model)
     card_data = ModelCardData(
-        license="creativeml-openrail-m" if not sdxl else "openrail++",
+        license=family.license,
         library_name="diffusers",
         base_model=None if is_local else base_model,
         datasets=[dataset_name] if dataset_name and not os.path.exists(dataset_name) else None,
         tags=[
-            "stable-diffusion-xl" if sdxl else "stable-diffusion",
-            "stable-diffusion-diffusers",
+            family.hub_tag,
+            "stable-diffusion-diffusers" if family.denoiser == "unet" else f"{family.hub_tag}-diffusers",
             "text-to-image",
             "diffusers",
             "diffusers-training",
@@ -152,11 +154,11 @@ def save_model_card(
         base_model_url=base_model if is_local else f"https://huggingface.co/{base_model}",
         dataset=dataset_name or "unknown",
         text_encoder=train_text_encoder,
-        sdxl=sdxl,
+        several_text_encoders=family is not SD,
         metrics_table=_metrics_table(metrics) if metrics else "",
         protocol=getattr(training_args, "validation_protocol", "esplora"),
         images=images,
-        pipeline_class="StableDiffusionXLPipeline" if sdxl else "StableDiffusionPipeline",
+        pipeline_class=family.pipeline_class,
         training_details="\n".join(details) or "-",
     )
     path = output_dir / "README.md"

@@ -40,6 +40,7 @@ from diffusers import DDPMScheduler
 from diffusers.optimization import get_scheduler
 from diffusers.utils import is_wandb_available
 
+from ..pipelines.families import SD, ModelFamily
 from .cache import build_latent_cache, build_text_embedding_cache
 from .checkpoints import read_training_state
 from .data import load_training_dataset, validate_training_dataset
@@ -325,7 +326,7 @@ def publish_run(
     repo_id: str | None,
     stats: TrainingStats,
     validation=None,
-    sdxl: bool = False,
+    family: ModelFamily = SD,
     mixed_precision: str | None = None,
     ignore_patterns: Iterable[str] = ("step_*", "epoch_*", "checkpoint-*", "logs/*"),
 ) -> None:
@@ -334,7 +335,7 @@ def publish_run(
     Args:
         repo_id: from `prepare_output_dir` (None without `--push_to_hub`).
         validation: the last `ValidationResult` (None without validation).
-        sdxl: whether the base model is Stable Diffusion XL (for the model card).
+        family: the base model's family (for the model card).
         mixed_precision: what the run used (`accelerator.mixed_precision`; `--mixed_precision` may be unset
             and come from the accelerate config).
     """
@@ -346,7 +347,7 @@ def publish_run(
         dataset_name=args.dataset_name or args.train_data_dir,
         validation=validation,
         train_text_encoder=args.train_text_encoder,
-        sdxl=sdxl,
+        family=family,
         training_args=args,
         mixed_precision=mixed_precision,
     )
