@@ -1,11 +1,11 @@
-"""SpatialLoRAPipeline on the transformer families (SD3.x, FLUX.1), built tiny from configs and saved to disk: the
+"""SpatialLoRAPipeline on the transformer families (SD3.x, FLUX.1, Z-Image), built tiny from configs and saved to disk: the
 same images as plain diffusers with the LoRA fused by hand, no LoRA layer left after fusing, TORE's rewrite, save /
 load round trips (ours and plain diffusers'), and LoRAs of another family refused before anything is loaded."""
 
 import numpy as np
 import pytest
 import torch
-from diffusers import DiffusionPipeline, FluxPipeline, StableDiffusion3Pipeline
+from diffusers import DiffusionPipeline, FluxPipeline, StableDiffusion3Pipeline, ZImagePipeline
 from safetensors.torch import load_file
 
 from diffusers_spatial.pipelines import (
@@ -14,18 +14,20 @@ from diffusers_spatial.pipelines import (
     SpatialLoRAFluxPipeline,
     SpatialLoRAPipeline,
     SpatialLoRAStableDiffusion3Pipeline,
+    SpatialLoRAZImagePipeline,
 )
 from diffusers_spatial.pipelines.families import family_named
 from diffusers_spatial.pipelines.spatial_lora import _FAMILIES
 from diffusers_spatial.tore import Tore
 from diffusers_spatial.utils import make_tiny_lora, make_tiny_sd
-from diffusers_spatial.utils.tiny_models import make_tiny_flux, make_tiny_sd3
+from diffusers_spatial.utils.tiny_models import make_tiny_flux, make_tiny_sd3, make_tiny_zimage
 
 TORE = Tore(success_rates={"left_of": 0.31, "right_of": 0.62}, tau=0.1)
 WRITTEN, BEST = "a cat to the left of a dog", "a dog to the right of a cat"
 FAMILY_CASES = {
     "sd3": (make_tiny_sd3, StableDiffusion3Pipeline, SpatialLoRAStableDiffusion3Pipeline, {}),
     "flux": (make_tiny_flux, FluxPipeline, SpatialLoRAFluxPipeline, {"max_sequence_length": 32}),
+    "zimage": (make_tiny_zimage, ZImagePipeline, SpatialLoRAZImagePipeline, {"max_sequence_length": 32}),
 }
 
 
@@ -87,6 +89,9 @@ def test_tore_rewrites_and_layout_mode_is_refused_by_name(family):
     np.testing.assert_allclose(out.images, _images(reference, call, [BEST, "a red car"]), atol=1e-6)
     with pytest.raises(ValueError, match=rf"{plain_cls.__name__} \(.*\) does not: use mode='rewrite'"):
         pipe.set_tore(TORE, mode="layout")
+    prompts = [WRITTEN]
+    pipe(prompts, **call)
+    assert prompts == [WRITTEN]  # the caller's list is left alone (Z-Image's encode_prompt rewrites its argument)
 
 
 def test_save_and_load_round_trip(family, tmp_path):
@@ -117,8 +122,7 @@ def test_lora_of_another_family_is_refused_before_loading(family, tmp_path):
     assert f"({plain_cls.__name__}, " in str(err.value) and "cross-attention width 32, i.e. " not in str(err.value)
     assert not pipe.has_spatial_lora and not pipe.get_list_adapters()
     np.testing.assert_allclose(_images(pipe, call), before, atol=0)
-    # The other transformer family's LoRA: same prefix, other layers.
-    other = "flux" if plain_cls is StableDiffusion3Pipeline else "sd3"
+    other = "flux" if plain_cls is StableDiffusion3Pipeline else "sd3"  # same `transformer.` prefix, other layers
     make, *_ = FAMILY_CASES[other]
     make_tiny_lora(make(), tmp_path / "other_lora", rank=4)
     with pytest.raises(LoRAMismatchError, match="LoRA expects input width|no such Linear/Conv2d layer"):

@@ -34,6 +34,7 @@ _LAZY_IMPORTS: dict[str, str] = {
     "SpatialLoRAStableDiffusion3Pipeline": "pipelines",
     "SpatialLoRAStableDiffusionPipeline": "pipelines",
     "SpatialLoRAStableDiffusionXLPipeline": "pipelines",
+    "SpatialLoRAZImagePipeline": "pipelines",
     # TORE
     "Tore": "tore",
     "ToreDecision": "tore",
@@ -67,6 +68,7 @@ __all__ = [
     "SpatialLoRAStableDiffusion3Pipeline",
     "SpatialLoRAStableDiffusionPipeline",
     "SpatialLoRAStableDiffusionXLPipeline",
+    "SpatialLoRAZImagePipeline",
     "SpatialPrompt",
     "Tore",
     "ToreDecision",
@@ -97,6 +99,7 @@ if TYPE_CHECKING:
         SpatialLoRAStableDiffusion3Pipeline,
         SpatialLoRAStableDiffusionPipeline,
         SpatialLoRAStableDiffusionXLPipeline,
+        SpatialLoRAZImagePipeline,
     )
     from .relations import SpatialPrompt, parse_spatial_prompt
     from .tore import Tore, ToreDecision, ToreHook, ToreLayoutCallback, calibrate

@@ -14,6 +14,7 @@ from .spatial_lora import (
     SpatialLoRAStableDiffusion3Pipeline,
     SpatialLoRAStableDiffusionPipeline,
     SpatialLoRAStableDiffusionXLPipeline,
+    SpatialLoRAZImagePipeline,
     check_lora_fits,
     read_lora,
 )
@@ -32,6 +33,7 @@ __all__ = [
     "SpatialLoRAStableDiffusion3Pipeline",
     "SpatialLoRAStableDiffusionPipeline",
     "SpatialLoRAStableDiffusionXLPipeline",
+    "SpatialLoRAZImagePipeline",
     "check_lora_fits",
     "read_lora",
 ]

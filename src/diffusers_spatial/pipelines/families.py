@@ -88,7 +88,20 @@ FLUX = ModelFamily(
     layout_callback=False,
 )
 
-FAMILIES: tuple[ModelFamily, ...] = (SD, SDXL, SD3, FLUX)
+# Z-Image (Tongyi-MAI, late 2025): a single-stream DiT with a Qwen3 text encoder, the most fine-tuned open family
+# of its generation with a diffusers LoRA loader. Its callback exposes per-prompt token lists, not one tensor.
+ZIMAGE = ModelFamily(
+    "Z-Image",
+    "ZImagePipeline",
+    "transformer",
+    ATTENTION_PROJECTIONS,
+    "z-image",
+    "apache-2.0",
+    "Tongyi-MAI/Z-Image-Turbo",
+    layout_callback=False,
+)
+
+FAMILIES: tuple[ModelFamily, ...] = (SD, SDXL, SD3, FLUX, ZIMAGE)
 
 
 def family_named(pipeline_class: str | None) -> ModelFamily | None:

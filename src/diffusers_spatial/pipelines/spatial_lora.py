@@ -1,4 +1,4 @@
-"""`SpatialLoRAPipeline`: an SD 1.x / 2.x, SDXL, SD3.x or FLUX.1 pipeline with a spatial LoRA fused in and TORE.
+"""`SpatialLoRAPipeline`: an SD 1.x / 2.x, SDXL, SD3.x, FLUX.1 or Z-Image pipeline with a spatial LoRA and TORE.
 
 Design: one family class per base architecture (the families' records are in `families.py`), each a thin subclass
 of the diffusers pipeline it extends (`SpatialLoRAStableDiffusionPipeline(StableDiffusionPipeline)`, ...,
@@ -37,6 +37,7 @@ from diffusers import (
     StableDiffusion3Pipeline,
     StableDiffusionPipeline,
     StableDiffusionXLPipeline,
+    ZImagePipeline,
 )
 from diffusers.configuration_utils import ConfigMixin
 from diffusers.utils import convert_state_dict_to_peft, convert_unet_state_dict_to_peft, logging
@@ -286,6 +287,16 @@ def _find_module(model: torch.nn.Module, path: str) -> torch.nn.Module | None:
     return None
 
 
+_TRANSFORMER_SHAPE_KEYS = (
+    "joint_attention_dim",
+    "cap_feat_dim",
+    "num_attention_heads",
+    "n_heads",
+    "attention_head_dim",
+    "dim",
+)
+
+
 def _describe_base(pipe) -> str:
     cls = getattr(pipe, "_base_pipeline_class", type(pipe)).__name__
     family = family_named(cls)
@@ -298,10 +309,9 @@ def _describe_base(pipe) -> str:
             f"UNet cross_attention_dim={unet.cross_attention_dim}, block_out_channels={list(unet.block_out_channels)}"
         )
     else:
-        transformer = pipe.transformer.config
-        shape = (
-            f"{type(pipe.transformer).__name__} joint_attention_dim={transformer.joint_attention_dim}, "
-            f"inner width={transformer.num_attention_heads * transformer.attention_head_dim}"
+        config = pipe.transformer.config  # the families name their widths differently
+        shape = f"{type(pipe.transformer).__name__} " + ", ".join(
+            f"{key}={config[key]}" for key in _TRANSFORMER_SHAPE_KEYS if key in config
         )
     return f"{where}({cls}, {family.name if family else 'unknown family'}; {shape})"
 
@@ -793,7 +803,10 @@ class SpatialLoRAPipeline:
             prompt = arguments.get("prompt")
             prompts_used = None if prompt is None else ([prompt] if isinstance(prompt, str) else list(prompt))
             decisions = None
-        # 2. The base pipeline, whose weights already hold the fused LoRA: nothing extra per denoising step.
+        # 2. The base pipeline, whose weights already hold the fused LoRA: nothing extra per denoising step. It gets
+        # its own copy of a prompt list (Z-Image's `encode_prompt` writes its chat template into the list it is given).
+        if isinstance(arguments.get("prompt"), list):
+            arguments["prompt"] = list(arguments["prompt"])
         output = call(self, **arguments, return_dict=True)
         # 3. Say what was generated.
         output = SpatialLoRAPipelineOutput(
@@ -1040,11 +1053,19 @@ class SpatialLoRAFluxPipeline(SpatialLoRAPipeline, FluxPipeline):
     __call__ = torch.no_grad()(_spatial_call(FluxPipeline))
 
 
+class SpatialLoRAZImagePipeline(SpatialLoRAPipeline, ZImagePipeline):
+    """`SpatialLoRAPipeline` for Z-Image bases (a `ZImagePipeline`: Z-Image or Z-Image-Turbo)."""
+
+    _base_pipeline_class, _family = ZImagePipeline, families.ZIMAGE
+    __call__ = torch.no_grad()(_spatial_call(ZImagePipeline))
+
+
 _SPATIAL_CLASSES = (
     SpatialLoRAStableDiffusionPipeline,
     SpatialLoRAStableDiffusionXLPipeline,
     SpatialLoRAStableDiffusion3Pipeline,
     SpatialLoRAFluxPipeline,
+    SpatialLoRAZImagePipeline,
 )
 # A base names its diffusers class; a spatial pipeline object may also be asked for by its own class name.
 _FAMILIES: dict[str, type] = {c._base_pipeline_class.__name__: c for c in _SPATIAL_CLASSES}

@@ -34,12 +34,17 @@ from diffusers import (
     StableDiffusionPipeline,
     StableDiffusionXLPipeline,
     UNet2DConditionModel,
+    ZImagePipeline,
+    ZImageTransformer2DModel,
 )
 from transformers import (
     CLIPTextConfig,
     CLIPTextModel,
     CLIPTextModelWithProjection,
     CLIPTokenizer,
+    Qwen2Tokenizer,
+    Qwen3Config,
+    Qwen3Model,
     T5Config,
     T5EncoderModel,
     T5Tokenizer,
@@ -53,7 +58,9 @@ __all__ = [
     "make_tiny_sd",
     "make_tiny_sd3",
     "make_tiny_sdxl",
+    "make_tiny_zimage",
     "tiny_clip_tokenizer",
+    "tiny_qwen_tokenizer",
     "tiny_t5_tokenizer",
 ]
 
@@ -354,6 +361,93 @@ def make_tiny_flux(path: str | os.PathLike | None = None, seed: int = 0) -> Flux
         text_encoder=text_encoder,
         tokenizer_2=tokenizer_2,
         text_encoder_2=_tiny_t5(tokenizer_2),
+    )
+    return _finish(pipe, path)
+
+
+_CHAT_TEMPLATE = (
+    "{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n{% endfor %}"
+    "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
+)
+
+
+def tiny_qwen_tokenizer() -> Qwen2Tokenizer:
+    """A byte-level Qwen2 / Qwen3 tokenizer with no merges (one token per byte) and a minimal chat template, built in
+    memory: the 256 byte symbols, then `<|endoftext|>` (padding), `<|im_start|>` and `<|im_end|>`."""
+    vocab = {symbol: index for index, symbol in enumerate(byte_level_alphabet())}
+    for token in ("<|endoftext|>", "<|im_start|>", "<|im_end|>"):
+        vocab[token] = len(vocab)
+    tokenizer = Qwen2Tokenizer(
+        vocab=vocab,
+        merges=[],
+        unk_token=None,
+        eos_token="<|im_end|>",
+        pad_token="<|endoftext|>",
+        additional_special_tokens=["<|im_start|>"],
+    )
+    tokenizer.chat_template = _CHAT_TEMPLATE
+    return tokenizer
+
+
+def make_tiny_zimage(path: str | os.PathLike | None = None, seed: int = 0) -> ZImagePipeline:
+    """Build a tiny Z-Image pipeline (single-stream DiT, Qwen3 text encoder with a chat template) from configs.
+
+    Args:
+        path: if given, the pipeline is also saved there with `save_pretrained` (safetensors).
+        seed: seed of the random weights.
+
+    Returns:
+        A `ZImagePipeline` on the CPU in float32.
+    """
+    torch.manual_seed(seed)
+    transformer = ZImageTransformer2DModel(
+        all_patch_size=(2,),
+        all_f_patch_size=(1,),
+        in_channels=4,
+        dim=32,
+        n_layers=1,
+        n_refiner_layers=1,
+        n_heads=2,
+        n_kv_heads=2,
+        cap_feat_dim=16,
+        axes_dims=[8, 4, 4],
+        axes_lens=[256, 32, 32],
+    )
+    with torch.no_grad():  # allocated with torch.empty: give them values
+        transformer.x_pad_token.normal_(0.0, 0.02)
+        transformer.cap_pad_token.normal_(0.0, 0.02)
+    torch.manual_seed(seed + 2)
+    tokenizer = tiny_qwen_tokenizer()
+    config = Qwen3Config(
+        vocab_size=len(tokenizer),
+        hidden_size=16,
+        intermediate_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        num_key_value_heads=2,
+        head_dim=8,
+        max_position_embeddings=512,
+        pad_token_id=tokenizer.pad_token_id,
+    )
+    torch.manual_seed(seed + 1)
+    vae = AutoencoderKL(
+        block_out_channels=(8, 16),
+        in_channels=3,
+        out_channels=3,
+        down_block_types=("DownEncoderBlock2D", "DownEncoderBlock2D"),
+        up_block_types=("UpDecoderBlock2D", "UpDecoderBlock2D"),
+        latent_channels=4,
+        norm_num_groups=2,
+        sample_size=32,
+        scaling_factor=0.3611,
+        shift_factor=0.1159,
+    )
+    pipe = ZImagePipeline(
+        transformer=transformer,
+        vae=vae,
+        scheduler=FlowMatchEulerDiscreteScheduler(shift=3.0),
+        text_encoder=Qwen3Model(config),
+        tokenizer=tokenizer,
     )
     return _finish(pipe, path)
 
