@@ -318,7 +318,7 @@ def test_refuses_bad_sources_and_bases(sd_files, sdxl_files, tmp_path):
     (tmp_path / "other").mkdir()
     (tmp_path / "other" / "model_index.json").write_text(json.dumps({"_class_name": "KandinskyPipeline"}))
     with pytest.raises(
-        ValueError, match=r"supports SD 1.x/2.x .*FLUX.1 \(FluxPipeline\) bases; .* is a 'KandinskyPipeline'"
+        ValueError, match=r"supports SD 1.x/2.x .*Z-Image \(ZImagePipeline\) bases; .* is a 'KandinskyPipeline'"
     ):
         SpatialLoRAPipeline.from_pretrained(tmp_path / "other")
     with pytest.raises(ValueError, match="SpatialLoRAStableDiffusionXLPipeline cannot load it"):
