@@ -68,14 +68,14 @@ def plot_learning_curve(path: str | os.PathLike, out: str | os.PathLike) -> None
 
 def _curve_table(records: list[dict[str, Any]]) -> str:
     relations = [r for r in _RELATIONS if any(f"accuracy/{r}" in rec for rec in records)]
-    header = "| step | objects found | relation accuracy | " + " | ".join(relations) + " | s / step |"
-    rule = "| ---: " * (4 + len(relations)) + "|"
+    header = "| step | objects found | relation accuracy | " + " | ".join(relations) + " | order gap | s / step |"
+    rule = "| ---: " * (5 + len(relations)) + "|"
     rows = []
     for r in records:
         per = " | ".join(f"{r.get(f'accuracy/{rel}', float('nan')):.2f}" for rel in relations)
         rows.append(
             f"| {r['step']} | {r.get('objects_found', float('nan')):.2f} | {r.get('accuracy', float('nan')):.2f} | "
-            f"{per} | {r.get('seconds_per_step', float('nan')):.2f} |"
+            f"{per} | {r.get('order_gap', float('nan')):+.2f} | {r.get('seconds_per_step', float('nan')):.2f} |"
         )
     return "\n".join([header, rule, *rows])
 
@@ -95,7 +95,7 @@ def write_world_model_card(
         args: the pretraining script's arguments (the card lists the ones that shape the model).
         curve_path: the UNet stage's `learning_curve.jsonl`.
         model_config: the `WorldModelConfig` (sizes).
-        text_encoder_eval: the text encoder stage's held-out figures (`mirror_accuracy`).
+        text_encoder_eval: the text encoder stage's held-out figures (`mirror_accuracy`, `layout_accuracy`).
     """
     output_dir = Path(output_dir)
     records = read_learning_curve(curve_path) if curve_path and Path(curve_path).exists() else []
@@ -137,6 +137,18 @@ def write_world_model_card(
         if text_encoder_eval and "mirror_accuracy" in text_encoder_eval
         else ""
     )
+    layout = (
+        f" From its token states alone, the layout head puts the subject on the relation's side of the object in "
+        f"{text_encoder_eval['layout_accuracy']:.1%} of held-out captions."
+        if text_encoder_eval and "layout_accuracy" in text_encoder_eval
+        else ""
+    )
+    bias = (
+        f" Word-order bias: relation accuracy differs by {last['order_gap']:+.0%} between the two orders of naming "
+        "the objects (`order_gap`), the kind of bias TORE exploits."
+        if last and "order_gap" in last
+        else ""
+    )
     text = f"""---
 {yaml.safe_dump(metadata, sort_keys=False)}---
 
@@ -152,7 +164,9 @@ that learned from web-like captions.
 ## How it was trained (`examples/pretrain_world.py`)
 
 1. Text encoder: the text tower of a CLIP trained contrastively on world images and true captions (mirrored
-   captions as hard negatives), then frozen.{mirror}
+   captions as hard negatives) and, through a layout readout head (one query per cell of an 8 x 8 grid attends to
+   the token states, as the UNet's cross-attention does, and paints the cell's colour), to say where each named
+   object goes; then frozen (docs/world.md, "the text encoder").{mirror}{layout}
 2. VAE: a KL autoencoder on world images.
 3. UNet: on **LAION-like** captions: two thirds only list the objects ("a red circle and a blue square"), named in
    reading order 80% of the time; a third state a relation, and a quarter of those state it mirrored. Such data
@@ -163,7 +177,7 @@ Settings: `{json.dumps(settings)}`.{sizes}
 
 ## Learning curve
 
-{headline} Every point: the whole `world` suite (36 object pairs x 4 relations x 2 object orders), 20 DDIM steps,
+{headline}{bias} Every point: the whole `world` suite (36 object pairs x 4 relations x 2 object orders), 20 DDIM steps,
 guidance 4, judged by the world's exact perception (`load_detector("world")`) under the `esplora` protocol.
 
 ![learning curve](learning_curve.png)
