@@ -69,13 +69,24 @@ def test_evaluated_pairs_are_held_out_of_the_training_data(demo_run):
 
 @pytest.mark.slow
 def test_esplora_raises_relation_accuracy_beyond_its_interval(demo_run):
-    """The proving ground's claim, asserted: +LoRA beats the base on held-out pairs, the paired 95% interval of the
-    change above zero, more images fixed than broken (the issue's +15-point target is not met yet: docs/world.md)."""
+    """The proving ground's claim, asserted: +LoRA beats the base on held-out pairs by more than 10 points beyond the
+    paired 95% interval of the change (measured: +0.24 [0.17, 0.30]), with many more images fixed than broken."""
     out, _ = demo_run
     report = json.loads((out / "bench" / "report.json").read_text())
     lora = report["comparison"]["paired"]["lora"]
-    assert lora["interval"][0] > 0 and lora["p_value"] < 0.05, lora
-    assert lora["fixed"] > lora["broken"], lora
+    assert lora["interval"][0] > 0.10 and lora["p_value"] < 0.001, lora
+    assert lora["fixed"] > 3 * lora["broken"], lora
+
+
+@pytest.mark.slow
+def test_the_base_is_biased_and_tore_exploits_it(demo_run):
+    """The shipped base renders one of each converse pair far better (measured: right of 0.29 vs left of 0.97); TORE,
+    calibrated on other object pairs, rewrites toward the better form and gains beyond its interval (+0.28)."""
+    out, _ = demo_run
+    rates = json.loads((out / "bench" / "baseline" / "eval" / "report.json").read_text())["bias_table"]["relations"]
+    assert rates["left_of"]["rate"] - rates["right_of"]["rate"] > 0.3, rates
+    tore = json.loads((out / "bench" / "report.json").read_text())["comparison"]["paired"]["tore"]
+    assert tore["interval"][0] > 0.10 and tore["fixed"] > 10 * max(tore["broken"], 1), tore
 
 
 @pytest.mark.slow
