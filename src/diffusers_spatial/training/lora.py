@@ -87,11 +87,13 @@ def denoiser_role(model: torch.nn.Module) -> str:
     return "unet" if isinstance(model, UNet2DConditionModel) else "transformer"
 
 
-def lora_layers_to_save(model: torch.nn.Module, diffusers_layout: bool = True) -> dict[str, torch.Tensor]:
+def lora_layers_to_save(
+    model: torch.nn.Module, diffusers_layout: bool = True, adapter_name: str = "default"
+) -> dict[str, torch.Tensor]:
     """The model's LoRA weights as `save_lora_weights` takes them: diffusers' key layout (the SD / SDXL scripts) or
     peft's (`diffusers_layout=False`: what diffusers' SD3 / FLUX scripts save)."""
     # No embedding layer is adapted; saying so also stops peft from looking the base model up on the Hub.
-    state = get_peft_model_state_dict(model, save_embedding_layers=False)
+    state = get_peft_model_state_dict(model, adapter_name=adapter_name, save_embedding_layers=False)
     return convert_state_dict_to_diffusers(state) if diffusers_layout else state
 
 

@@ -9,13 +9,16 @@ end with the same LoRA as an uninterrupted one, and a cached run follow the same
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 from diffusers.models.autoencoders.vae import DiagonalGaussianDistribution
-from diffusers.training_utils import compute_loss_weighting_for_sd3, compute_snr
+from diffusers.training_utils import (
+    compute_density_for_timestep_sampling,
+    compute_loss_weighting_for_sd3,
+    compute_snr,
+)
 
 __all__ = ["WEIGHTING_SCHEMES", "diffusion_loss", "flow_matching_loss", "sample_flow_sigmas", "sample_latents"]
 
@@ -116,18 +119,15 @@ def sample_flow_sigmas(
     """Training timesteps and their sigmas for a `FlowMatchEulerDiscreteScheduler`, drawn from `generator`.
 
     The density over timesteps is diffusers' `compute_density_for_timestep_sampling` (SD3 paper, section 3.1):
-    logit-normal, mode-with-scale, or uniform for the other schemes; drawn here from `generator` so that a resumed
-    run replays the same timesteps.
+    logit-normal, mode-with-scale, or uniform for the other schemes; drawn from `generator` so that a resumed run
+    replays the same timesteps.
 
     Returns:
         (timesteps, sigmas), each of shape (batch_size,), on the CPU.
     """
-    if weighting_scheme == "logit_normal":
-        u = torch.sigmoid(logit_mean + logit_std * torch.randn(batch_size, generator=generator))
-    else:
-        u = torch.rand(batch_size, generator=generator)
-        if weighting_scheme == "mode":
-            u = 1 - u - mode_scale * (torch.cos(math.pi * u / 2) ** 2 - 1 + u)
+    u = compute_density_for_timestep_sampling(
+        weighting_scheme, batch_size, logit_mean, logit_std, mode_scale, device="cpu", generator=generator
+    )
     num_train_timesteps = noise_scheduler.config.num_train_timesteps
     indices = (u * num_train_timesteps).long().clamp(max=num_train_timesteps - 1)
     timesteps = noise_scheduler.timesteps[indices].float()

@@ -136,17 +136,19 @@ def _text_config(tokenizer: CLIPTokenizer, hidden_size: int = 32, projection_dim
     )
 
 
-def _tiny_vae() -> AutoencoderKL:
-    return AutoencoderKL(
-        block_out_channels=(8, 16),
-        in_channels=3,
-        out_channels=3,
-        down_block_types=("DownEncoderBlock2D", "DownEncoderBlock2D"),
-        up_block_types=("UpDecoderBlock2D", "UpDecoderBlock2D"),
-        latent_channels=4,
-        norm_num_groups=2,
-        sample_size=64,
-    )
+def _tiny_vae(**overrides) -> AutoencoderKL:
+    # The two-level VAE of the SD-family tiny pipelines; `overrides` give a family its own size / latent statistics.
+    config = {
+        "block_out_channels": (8, 16),
+        "in_channels": 3,
+        "out_channels": 3,
+        "down_block_types": ("DownEncoderBlock2D", "DownEncoderBlock2D"),
+        "up_block_types": ("UpDecoderBlock2D", "UpDecoderBlock2D"),
+        "latent_channels": 4,
+        "norm_num_groups": 2,
+        "sample_size": 64,
+    }
+    return AutoencoderKL(**{**config, **overrides})
 
 
 def _tiny_unet(**kwargs) -> UNet2DConditionModel:
@@ -430,18 +432,7 @@ def make_tiny_zimage(path: str | os.PathLike | None = None, seed: int = 0) -> ZI
         pad_token_id=tokenizer.pad_token_id,
     )
     torch.manual_seed(seed + 1)
-    vae = AutoencoderKL(
-        block_out_channels=(8, 16),
-        in_channels=3,
-        out_channels=3,
-        down_block_types=("DownEncoderBlock2D", "DownEncoderBlock2D"),
-        up_block_types=("UpDecoderBlock2D", "UpDecoderBlock2D"),
-        latent_channels=4,
-        norm_num_groups=2,
-        sample_size=32,
-        scaling_factor=0.3611,
-        shift_factor=0.1159,
-    )
+    vae = _tiny_vae(sample_size=32, scaling_factor=0.3611, shift_factor=0.1159)  # Z-Image's latent statistics
     pipe = ZImagePipeline(
         transformer=transformer,
         vae=vae,
@@ -480,20 +471,19 @@ def make_tiny_lora(
     Returns:
         The diffusers-format state dict (`unet.` or `transformer.`, and `text_encoder.` prefixed keys).
     """
-    from diffusers.utils import convert_state_dict_to_diffusers
     from peft import LoraConfig
-    from peft.utils import get_peft_model_state_dict
 
-    denoiser = "unet" if getattr(pipe, "unet", None) is not None else "transformer"
+    from ..training.lora import denoiser_role, lora_layers_to_save
+
+    denoiser = denoiser_role(pipe.unet if getattr(pipe, "unet", None) is not None else pipe.transformer)
 
     def _extract(model, targets, name):
         torch.manual_seed(seed)
         config = LoraConfig(r=rank, lora_alpha=rank, init_lora_weights=False, target_modules=list(targets))
         model.add_adapter(config, adapter_name=name)
         try:
-            state = get_peft_model_state_dict(model, adapter_name=name, save_embedding_layers=False)
-            # diffusers' SD / SDXL LoRA scripts save the diffusers key layout; its SD3 / FLUX scripts save peft's.
-            state = convert_state_dict_to_diffusers(state) if denoiser == "unet" else state
+            # The key layout the family's training scripts save (diffusers' for SD / SDXL, peft's for the others).
+            state = lora_layers_to_save(model, diffusers_layout=denoiser == "unet", adapter_name=name)
             return {k: v.detach().clone().contiguous() for k, v in state.items()}
         finally:
             model.delete_adapters(name) if hasattr(model, "delete_adapters") else model.delete_adapter(name)
